@@ -87,7 +87,7 @@ def binary_or_skip(*names: str) -> str:
         path = shutil.which(name)
         if path:
             return path
-    pytest.skip(f"{names[0]} not installed (run scripts/setup.sh, which installs Debian's packages)")
+    pytest.skip(f"{names[0]} not installed (scripts/setup.sh installs Debian's packages)")
 
 
 @dataclass
@@ -307,7 +307,7 @@ def repo_root() -> Path:
 
 
 def python_env(**overrides: str) -> dict[str, str]:
-    """Environment for a child ``python -m COMPONENT``: the repo on PYTHONPATH, overrides applied."""
+    """Environment for ``python -m COMPONENT``: the repo on PYTHONPATH, overrides applied."""
     ours = ("BYBIT_", "INGEST_", "API_", "EXPORTER_", "REDIS_", "TRACKER_")
     env = {k: v for k, v in os.environ.items() if not k.startswith(ours)}
     env["PYTHONPATH"] = str(repo_root())
