@@ -39,7 +39,7 @@ def parse_symbol(symbol: object) -> ParsedSymbol | None:
     """Return the parts of ``symbol`` or ``None`` when it is not of Bybit's form."""
     if not isinstance(symbol, str) or len(symbol) > MAX_SYMBOL_LEN:
         return None
-    m = SYMBOL_RE.match(symbol)
+    m = SYMBOL_RE.fullmatch(symbol)
     if m is None:
         return None
     return ParsedSymbol(
@@ -59,4 +59,4 @@ def is_valid_symbol(symbol: object) -> bool:
 
 def is_valid_coin(coin: object) -> bool:
     """True when ``coin`` looks like a base coin (upper-case letters and digits)."""
-    return isinstance(coin, str) and COIN_RE.match(coin) is not None
+    return isinstance(coin, str) and COIN_RE.fullmatch(coin) is not None

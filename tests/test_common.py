@@ -1,0 +1,109 @@
+"""Shared contracts: symbol validation, key layout, error types, structured logs."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from common import errors, keys
+from common.logs import JsonFormatter, LogThrottle, TextFormatter
+from common.symbols import is_valid_coin, is_valid_symbol, parse_symbol
+
+
+@pytest.mark.parametrize(
+    ("symbol", "expiry", "strike", "kind", "settle"),
+    [
+        ("BTC-27DEC26-100000-C", "27DEC26", "100000", "C", None),
+        ("BTC-3JAN27-95000-P-USDT", "3JAN27", "95000", "P", "USDT"),
+        ("XRP-29NOV26-2.2-C", "29NOV26", "2.2", "C", None),
+        ("SOL-31MAR27-180-P", "31MAR27", "180", "P", None),
+    ],
+)
+def test_bybit_symbol_forms_parse(symbol: str, expiry: str, strike: str, kind: str,
+                                  settle: str | None) -> None:
+    parsed = parse_symbol(symbol)
+    assert parsed is not None
+    assert (parsed.expiry, parsed.strike, parsed.kind, parsed.settle) == (expiry, strike, kind, settle)
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    ["*", "../x", "BTC-*", "option:*", "BTC-27DEC26-100000-C\n", "BTC-03JAN27-1-C", "btc-27DEC26-1-C",
+     "BTC-27DEC26-100000-X", "BTC-32DEC26-1-C", "A" * 10_000, "", "BTC-27DEC26-1-C-USDT-X",
+     "BTC-27DEC26-1-C\x00", None, 12, ["BTC-27DEC26-1-C"]],
+)
+def test_hostile_or_malformed_symbols_are_rejected(hostile: object) -> None:
+    assert not is_valid_symbol(hostile)
+
+
+@given(st.text(max_size=60))
+def test_any_accepted_symbol_is_safe_inside_a_redis_key(text: str) -> None:
+    if is_valid_symbol(text):
+        assert not set(text) & set("*?[]\\ /:\n\r\x00{}")
+
+
+def test_coins_are_upper_case_alphanumerics() -> None:
+    assert is_valid_coin("BTC")
+    assert is_valid_coin("1000PEPE")
+    assert not any(is_valid_coin(c) for c in ("btc", "*", "B", "BTC:", "B" * 11, None))
+
+
+def test_key_layout_is_stable() -> None:
+    # These strings are read by shell tools, dashboards and other processes.
+    assert keys.option_key("BTC-27DEC26-100000-C") == "option:BTC-27DEC26-100000-C"
+    assert keys.coin_index_key("BTC") == "options:BTC"
+    assert keys.coin_stats_key("ETH") == "stats:coin:ETH"
+    assert keys.STATS_GLOBAL == "stats:global"
+    assert keys.F_LAST_UPDATE == "last_update"
+    assert keys.lag_bucket_field(0.1) == "le:0.1"
+    assert list(keys.LAG_BUCKETS) == sorted(keys.LAG_BUCKETS)
+
+
+def test_unknown_error_types_collapse_to_other() -> None:
+    assert errors.normalise("bad_json") == "bad_json"
+    assert errors.normalise("KeyError('x')") == errors.OTHER
+    assert len(set(errors.ERROR_TYPES)) == len(errors.ERROR_TYPES)
+
+
+def _record(**extra: object) -> logging.LogRecord:
+    rec = logging.LogRecord("ingest", logging.WARNING, __file__, 1, "frame dropped", None, None)
+    for k, v in extra.items():
+        setattr(rec, k, v)
+    return rec
+
+
+def test_json_log_lines_carry_context_fields() -> None:
+    line = JsonFormatter().format(_record(conn="ws-1", coin="BTC", error_type="bad_json"))
+    doc = json.loads(line)
+    assert doc["event"] == "frame dropped"
+    assert (doc["conn"], doc["coin"], doc["error_type"], doc["level"]) == ("ws-1", "BTC", "bad_json",
+                                                                             "warning")
+    assert "\n" not in line
+
+
+def test_text_log_lines_are_key_value() -> None:
+    out = TextFormatter().format(_record(conn="ws-1"))
+    assert "frame dropped" in out
+    assert "conn=ws-1" in out
+
+
+def test_log_throttle_lets_a_burst_through_then_reports_what_it_held_back() -> None:
+    now = [0.0]
+    throttle = LogThrottle(period=10, burst=2, clock=lambda: now[0])
+    assert [throttle.allow("bad_json")[0] for _ in range(5)] == [True, True, False, False, False]
+    assert throttle.allow("bad_symbol") == (True, 0)  # keys are independent
+    now[0] = 11.0
+    assert throttle.allow("bad_json") == (True, 3)
+
+
+def test_configure_logging_writes_one_line_per_event(capsys: pytest.CaptureFixture[str]) -> None:
+    from common.logs import configure_logging
+
+    configure_logging("INFO", "json")
+    logging.getLogger("t").info("hello", extra={"coin": "BTC"})
+    err = capsys.readouterr().err.strip().splitlines()
+    assert json.loads(err[-1])["coin"] == "BTC"
