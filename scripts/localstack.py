@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import json
 import logging
 import logging.handlers
 import os
@@ -92,10 +93,11 @@ def _rotating_writer(path: Path) -> logging.Logger:
 class Supervisor:
     """Runs services, restarts the ones that crash, stops all of them on request."""
 
-    def __init__(self, services: list[Service], log_dir: Path,
+    def __init__(self, services: list[Service], log_dir: Path, *, state_file: Path | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._services = services
         self._log_dir = log_dir
+        self._state_file = state_file
         self._clock = clock
         self._stopping = asyncio.Event()
         self._procs: dict[str, asyncio.subprocess.Process] = {}
@@ -127,6 +129,7 @@ class Supervisor:
                 log.error("cannot start %s: %s", service.name, exc, extra={"service": service.name})
                 return
             self._procs[service.name] = proc
+            self._write_state()
             log.info("started %s (pid %d)", service.name, proc.pid, extra={"service": service.name})
             assert proc.stdout is not None
             async for line in proc.stdout:
@@ -166,6 +169,14 @@ class Supervisor:
 
     def pids(self) -> dict[str, int]:
         return {n: p.pid for n, p in self._procs.items() if p.returncode is None}
+
+    def _write_state(self) -> None:
+        """Record the running pids (``var/localstack.json``) for operators and tests."""
+        if self._state_file is None:
+            return
+        tmp = self._state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"pids": self.pids(), "restarts": self.restarts}))
+        tmp.replace(self._state_file)
 
 
 def port_in_use(port: int) -> bool:
@@ -270,7 +281,7 @@ async def amain(args: argparse.Namespace) -> int:
     var: Path = args.var
     (var / "log").mkdir(parents=True, exist_ok=True)
     services = build_services(args, ports, var)
-    supervisor = Supervisor(services, var / "log")
+    supervisor = Supervisor(services, var / "log", state_file=var / "localstack.json")
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, supervisor.stop)

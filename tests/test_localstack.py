@@ -1,0 +1,74 @@
+"""The README's run command: the whole stack supervised on loopback, restarts, clean stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scripts.localstack import RestartPolicy
+from tests.servers import free_port, python_env, repo_root, wait_until
+
+
+def test_restart_policy_backs_off_on_crash_loops_and_forgives_healthy_runs() -> None:
+    policy = RestartPolicy(first=1, cap=30, healthy_after=60)
+    assert [policy.next_delay(ran_for=0.5) for _ in range(7)] == [1, 2, 4, 8, 16, 30, 30]
+    assert policy.next_delay(ran_for=120) == 1
+
+
+def _get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=2) as resp:
+        return json.loads(resp.read())
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.slow
+def test_local_stack_serves_options_restarts_a_killed_ingest_and_stops_cleanly(tmp_path: Path) -> None:
+    ports = {name: free_port() for name in
+             ("redis", "simulator", "exporter", "api", "prometheus", "alertmanager")}
+    argv = [sys.executable, "-m", "scripts.localstack", "--var", str(tmp_path), "--duration", "240"]
+    for name, port in ports.items():
+        argv += [f"--{name}-port", str(port)]
+    log = (tmp_path / "supervisor.log").open("wb")
+    proc = subprocess.Popen(argv, cwd=repo_root(), env=python_env(), stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    state_file = tmp_path / "localstack.json"
+    try:
+        api = f"http://127.0.0.1:{ports['api']}/api/options/BTC"
+        body = wait_until(lambda: (d := _get_json(api)) and d.get("count", 0) > 100 and d,
+                          timeout=90, what="BTC options served by the local stack's API")
+        assert body["count"] > 100
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{ports['exporter']}/metrics", timeout=2)
+        assert b"bybit_ingest_up 1.0" in metrics.read()
+
+        pids = json.loads(state_file.read_text())["pids"]
+        assert set(pids) >= {"redis", "simulator", "ingest", "exporter", "api"}
+        os.kill(pids["ingest"], signal.SIGKILL)
+        wait_until(lambda: json.loads(state_file.read_text())["restarts"]["ingest"] == 1
+                   and json.loads(state_file.read_text())["pids"].get("ingest") not in (None, pids["ingest"]),
+                   timeout=30, what="the supervisor to restart the killed ingest")
+
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0
+        final = json.loads(state_file.read_text())["pids"]
+        alive = {n: p for n, p in {**pids, **final}.items() if _pid_alive(p)}
+        assert not alive, f"left running after Ctrl-C: {alive}"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+        print((tmp_path / "supervisor.log").read_text()[-3000:])
