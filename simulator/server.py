@@ -1,0 +1,93 @@
+"""Run the simulator: one aiohttp server (REST, WebSocket, control API) and its two clocks.
+
+The push loop moves the market every ``model_interval`` and pushes every ``push_interval``; the
+housekeeping loop applies connection timers. Both run in one TaskGroup next to the server and
+stop on SIGINT/SIGTERM, after which open WebSockets get a "going away" close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import Final
+
+from aiohttp import WSCloseCode, web
+
+from simulator import control, rest, ws
+from simulator.appkeys import EXCHANGE, SOCKETS
+from simulator.exchange import Exchange
+from simulator.settings import SimulatorOptions
+
+log = logging.getLogger("simulator")
+
+HOUSEKEEPING_INTERVAL: Final = 0.1
+SHUTDOWN_TIMEOUT: Final = 2.0
+
+
+def build_app(exchange: Exchange) -> web.Application:
+    app = web.Application()
+    app[EXCHANGE] = exchange
+    app[SOCKETS] = set()
+    app.on_shutdown.append(_going_away)
+    app.add_routes(rest.routes() + ws.routes() + control.routes())
+    return app
+
+
+async def _going_away(app: web.Application) -> None:
+    """On shutdown, close every WebSocket with 1001 (going away) instead of cutting it."""
+    sockets = app[SOCKETS]
+    for websocket in list(sockets):
+        await websocket.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+
+
+async def push_loop(exchange: Exchange) -> None:
+    """Move the market and push tickers on a fixed schedule (late cycles are skipped, not bunched)."""
+    loop = asyncio.get_running_loop()
+    interval = exchange.options.push_interval
+    model_interval = exchange.options.model_interval
+    last_model = loop.time()
+    next_push = last_model + interval
+    while True:
+        await asyncio.sleep(max(next_push - loop.time(), 0.0))
+        now = loop.time()
+        if now - last_model >= model_interval * 0.999:
+            exchange.step_market(now - last_model)
+            last_model = now
+        exchange.push_cycle()
+        next_push += interval
+        if next_push < loop.time():
+            next_push = loop.time() + interval
+
+
+async def housekeeping_loop(exchange: Exchange) -> None:
+    while True:
+        exchange.housekeeping()
+        await asyncio.sleep(HOUSEKEEPING_INTERVAL)
+
+
+async def serve(options: SimulatorOptions) -> None:
+    """Serve until SIGINT or SIGTERM."""
+    exchange = Exchange(options)
+    app = build_app(exchange)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
+    await runner.setup()
+    site = web.TCPSite(runner, options.host, options.port, reuse_address=True)
+    await site.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    counts = {coin: len(exchange.listed(coin)) for coin in options.coins}
+    log.info("simulator listening", extra={"host": options.host, "port": options.port, "instruments": counts,
+                                           "push_interval": options.push_interval, "seed": options.seed,
+                                           "faults": exchange.faults.as_dict()})
+    try:
+        async with asyncio.TaskGroup() as tg:
+            tasks = [tg.create_task(push_loop(exchange)), tg.create_task(housekeeping_loop(exchange))]
+            await stop.wait()
+            log.info("simulator stopping")
+            for task in tasks:
+                task.cancel()
+    finally:
+        await runner.cleanup()
