@@ -50,6 +50,7 @@ class Counters:
     subscribe_requests: int = 0
     subscribe_failures: int = 0
     unsubscribe_requests: int = 0
+    push_cycles: int = 0  # push-loop turns, including silent ones (tests wait on it)
     frames_pushed: int = 0  # ticker frames handed to connection outboxes
     frames_sent: int = 0  # ticker frames written to sockets
     frames_conflated: int = 0  # unsent tickers replaced by a newer one (slow clients)
@@ -202,6 +203,7 @@ class Exchange:
     # --- pushes -----------------------------------------------------------------------------
     def push_cycle(self) -> int:
         """Push every subscribed symbol's current ticker to its subscribers; returns frames queued."""
+        self.counters.push_cycles += 1
         if self.faults.silent:
             return 0
         ts = self.now_ms()

@@ -10,8 +10,10 @@ Bybit's documented limits for a public option connection: at most 2,000 args, an
   docs show no partial form for the "op" answer, and "false + reasons" is what it answers for an
   already subscribed topic, so a client must read ``success: false`` as "check what failed", not
   as "nothing was subscribed".
-- If the valid new args would take the connection past either limit, or the request exceeds the
-  ``reject_subscribe_over`` fault, the request fails *entirely*: nothing of it is subscribed.
+- If the request's args (all of them, valid or not, as sent) would take the connection past
+  either limit, or the request exceeds the ``reject_subscribe_over`` fault, the request fails
+  *entirely*: nothing of it is subscribed. The limits are checked before the topics, as a server
+  bounds work before doing it; a resent already-subscribed topic therefore counts toward them.
 """
 
 from __future__ import annotations
@@ -75,6 +77,13 @@ class SubscriptionBook:
         described = tuple(_describe(a) for a in args)
         if reject_over is not None and len(args) > reject_over:
             return Outcome((), described, f"error:too many args in one request ({len(args)} > {reject_over})")
+        if len(self.topics) + len(args) > self.max_args:
+            return Outcome((), described, f"error:args count would exceed {self.max_args} per connection "
+                                          f"({len(self.topics)} + {len(args)})")
+        request_chars = sum(len(a) if isinstance(a, str) else len(repr(a)) for a in args)
+        if self.chars + request_chars > self.max_chars:
+            return Outcome((), described, f"error:args length would exceed {self.max_chars} characters "
+                                          f"per connection ({self.chars} + {request_chars})")
         new: list[str] = []
         failed: list[str] = []
         problems: list[str] = []
@@ -97,16 +106,9 @@ class SubscriptionBook:
                 continue
             failed.append(_describe(arg))
             problems.append(problem)
-        added_chars = sum(len(t) for t in new)
-        if len(self.topics) + len(new) > self.max_args:
-            return Outcome((), described, f"error:args count would exceed {self.max_args} per connection "
-                                          f"({len(self.topics)} + {len(new)})")
-        if self.chars + added_chars > self.max_chars:
-            return Outcome((), described, f"error:args length would exceed {self.max_chars} characters "
-                                          f"per connection ({self.chars} + {added_chars})")
         for topic in new:
             self.topics[topic] = None
-        self.chars += added_chars
+        self.chars += sum(len(t) for t in new)
         return Outcome(tuple(new), tuple(failed), _reason(problems))
 
     def unsubscribe(self, args: object) -> Outcome:

@@ -8,6 +8,8 @@ directly and async tests can wrap a call in ``asyncio.to_thread`` when they care
 from __future__ import annotations
 
 import json
+import math
+import re
 import sys
 import urllib.error
 import urllib.request
@@ -17,9 +19,56 @@ from typing import Any
 
 import pytest
 
+from common.symbols import is_valid_symbol
 from tests.servers import LOOPBACK, ManagedProcess, free_port, python_env, repo_root, wait_until
 
 DEFAULT_COINS: tuple[str, ...] = ("BTC", "ETH", "SOL")
+#: Every field of a Bybit option ticker push (WebSocket names), all strings.
+TICKER_FIELDS: tuple[str, ...] = (
+    "symbol", "bidPrice", "bidSize", "bidIv", "askPrice", "askSize", "askIv", "lastPrice",
+    "highPrice24h", "lowPrice24h", "markPrice", "indexPrice", "markPriceIv", "underlyingPrice",
+    "openInterest", "turnover24h", "volume24h", "totalVolume", "totalTurnover", "delta", "gamma",
+    "vega", "theta", "predictedDeliveryPrice", "change24h",
+)
+_DECIMAL = re.compile(r"^-?[0-9]{1,20}(\.[0-9]{1,12})?$")
+_YEAR_2000_MS = 946_684_800_000
+_YEAR_2100_MS = 4_102_444_800_000
+
+
+def ticker_problem(raw: str | bytes) -> str | None:
+    """Why ``raw`` is not a well-formed Bybit option ticker push, or None when it is one.
+
+    A strict test oracle (not the ingest's validator): JSON object with ``id``, ``topic``
+    (``tickers.<valid symbol>``), integer ``ts`` within this century, ``type: snapshot`` and a
+    ``data`` object holding every ticker field as a finite decimal string, whose symbol matches
+    the topic.
+    """
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return "bad json"
+    if not isinstance(doc, dict):
+        return "not an object"
+    topic, data, ts = doc.get("topic"), doc.get("data"), doc.get("ts")
+    if not isinstance(topic, str) or not topic.startswith("tickers."):
+        return "bad topic"
+    if not is_valid_symbol(topic[len("tickers."):]):
+        return "bad symbol in topic"
+    if doc.get("type") != "snapshot" or not isinstance(doc.get("id"), str):
+        return "bad envelope"
+    if isinstance(ts, bool) or not isinstance(ts, int) or not _YEAR_2000_MS < ts < _YEAR_2100_MS:
+        return "bad ts"
+    if not isinstance(data, dict):
+        return "data not an object"
+    for name in TICKER_FIELDS:
+        value = data.get(name)
+        if not isinstance(value, str):
+            return f"{name} missing or not a string"
+        if name != "symbol" and (not _DECIMAL.match(value) or not math.isfinite(float(value))):
+            return f"{name} not a finite decimal"
+    if data["symbol"] != topic[len("tickers."):]:
+        return "topic/symbol mismatch"
+    return None
 
 
 class SimulatorError(AssertionError):
