@@ -115,7 +115,8 @@ def test_silent_pushes_nothing_but_pings_are_still_answered() -> None:
     assert ex.push_cycle() == 0
     client.send({"req_id": "p", "op": "ping"})
     (pong,) = client.docs()
-    assert pong["op"] == "pong" and pong["req_id"] == "p"
+    assert pong["op"] == "pong"
+    assert pong["req_id"] == "p"
 
 
 def test_no_pong_ignores_pings_until_cleared() -> None:
@@ -126,8 +127,11 @@ def test_no_pong_ignores_pings_until_cleared() -> None:
     ex.clear_faults()
     client.send({"op": "ping"})
     (pong,) = client.docs()
-    assert pong["op"] == "pong" and pong["args"][0].isdigit() and pong["conn_id"] == client.conn.conn_id
-    assert ex.counters.pings_received == 2 and ex.counters.pings_answered == 1
+    assert pong["op"] == "pong"
+    assert pong["args"][0].isdigit()
+    assert pong["conn_id"] == client.conn.conn_id
+    assert ex.counters.pings_received == 2
+    assert ex.counters.pings_answered == 1
 
 
 def test_drop_every_cuts_each_connection_between_n_and_1_33n_seconds() -> None:
@@ -139,7 +143,8 @@ def test_drop_every_cuts_each_connection_between_n_and_1_33n_seconds() -> None:
     ex.housekeeping()
     assert all(c.aborts == 0 for c in clients)
     deadlines = sorted(c.conn.drop_at or 0 for c in clients)
-    assert 10.0 <= deadlines[0] and deadlines[-1] <= 13.3
+    assert deadlines[0] >= 10.0
+    assert deadlines[-1] <= 13.3
     assert len(set(deadlines)) == len(deadlines)  # independent jitter
     clock.t = 13.31
     ex.housekeeping()
@@ -155,7 +160,8 @@ def test_idle_connections_are_closed_after_the_idle_timeout() -> None:
     chatty.send({"op": "ping"})
     clock.t = 601
     ex.housekeeping()
-    assert idle.aborts == 1 and chatty.aborts == 0
+    assert idle.aborts == 1
+    assert chatty.aborts == 0
 
 
 def test_delivered_symbols_stop_pushing_vanish_from_truth_and_cannot_be_subscribed() -> None:
@@ -174,7 +180,8 @@ def test_delivered_symbols_stop_pushing_vanish_from_truth_and_cannot_be_subscrib
     assert symbols[0] not in [i.symbol for i in ex.listed("ETH")]
     assert not Client(ex).exchange.is_listed(symbols[0])
     again = _subscribe(Client(ex), [symbols[0]])
-    assert not again["success"] and "Invalid symbol" in again["ret_msg"]
+    assert not again["success"]
+    assert "Invalid symbol" in again["ret_msg"]
 
 
 def test_deliver_by_coin_takes_the_nearest_expiry_first() -> None:
@@ -206,8 +213,10 @@ def test_invalid_json_and_unknown_ops_get_an_error_answer() -> None:
     client.send({"req_id": "x", "op": "trade"})
     answers = client.docs()
     assert [a["success"] for a in answers] == [False, False, False]
-    assert "JSON" in answers[0]["ret_msg"] and "object" in answers[1]["ret_msg"]
-    assert answers[2]["req_id"] == "x" and "trade" in answers[2]["ret_msg"]
+    assert "JSON" in answers[0]["ret_msg"]
+    assert "object" in answers[1]["ret_msg"]
+    assert answers[2]["req_id"] == "x"
+    assert "trade" in answers[2]["ret_msg"]
 
 
 @pytest.mark.parametrize("style", ["op", "command_resp"])
@@ -219,9 +228,11 @@ def test_subscription_answers_in_both_styles(style: str) -> None:
     assert "tickers.BTC-1JAN99-1-C" in answer["ret_msg"]
     if style == "command_resp":
         assert answer["type"] == "COMMAND_RESP"
-        assert answer["data"] == {"failTopics": ["tickers.BTC-1JAN99-1-C"], "successTopics": [f"tickers.{good}"]}
+        assert answer["data"] == {"failTopics": ["tickers.BTC-1JAN99-1-C"],
+                                  "successTopics": [f"tickers.{good}"]}
     else:
-        assert answer["op"] == "subscribe" and "data" not in answer
+        assert answer["op"] == "subscribe"
+        assert "data" not in answer
 
 
 def test_closing_a_connection_forgets_its_subscriptions() -> None:

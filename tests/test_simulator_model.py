@@ -70,11 +70,15 @@ def test_calendar_has_dailies_weeklies_monthlies_and_quarterlies_at_0800_utc() -
     assert all(e.hour == 8 and e.minute == 0 and e.tzinfo == dt.UTC for e in expiries)
     assert expiries == sorted(set(expiries))
     # 07:30 is within an hour of today's 08:00 delivery: the first daily is tomorrow.
-    assert [e.date() for e in expiries[:3]] == [dt.date(2026, 12, 31), dt.date(2027, 1, 1), dt.date(2027, 1, 2)]
+    first_three = [e.date() for e in expiries[:3]]
+    assert first_three == [dt.date(2026, 12, 31), dt.date(2027, 1, 1), dt.date(2027, 1, 2)]
     fridays = [e.date() for e in expiries if e.weekday() == 4]
-    assert dt.date(2027, 1, 8) in fridays and dt.date(2027, 1, 15) in fridays  # weeklies
-    assert dt.date(2027, 1, 29) in fridays and dt.date(2027, 2, 26) in fridays  # monthlies (last Fridays)
-    assert dt.date(2027, 6, 25) in fridays and dt.date(2027, 9, 24) in fridays  # quarterlies
+    assert dt.date(2027, 1, 8) in fridays
+    assert dt.date(2027, 1, 15) in fridays
+    assert dt.date(2027, 1, 29) in fridays
+    assert dt.date(2027, 2, 26) in fridays
+    assert dt.date(2027, 6, 25) in fridays
+    assert dt.date(2027, 9, 24) in fridays
     assert all(e - NOW >= dt.timedelta(hours=1) for e in expiries)
 
 
@@ -114,9 +118,14 @@ def test_black76_is_finite_and_obeys_put_call_parity(forward: float, strike: flo
     put = black76(forward=forward, strike=strike, years=years, vol=vol, call=False)
     for g in (call, put):
         assert all(math.isfinite(x) for x in (g.price, g.delta, g.gamma, g.vega, g.theta))
-        assert g.price >= 0 and g.gamma >= 0 and g.vega >= 0 and g.theta <= 0
-    assert 0 <= call.delta <= 1 and -1 <= put.delta <= 0
-    assert call.price - put.price == pytest.approx(forward - strike, rel=1e-6, abs=1e-6 * max(forward, strike))
+        assert g.price >= 0
+        assert g.gamma >= 0
+        assert g.vega >= 0
+        assert g.theta <= 0
+    assert 0 <= call.delta <= 1
+    assert -1 <= put.delta <= 0
+    tolerance = 1e-6 * max(forward, strike)
+    assert call.price - put.price == pytest.approx(forward - strike, rel=1e-6, abs=tolerance)
 
 
 def test_black76_at_delivery_is_the_intrinsic_value() -> None:
@@ -138,7 +147,8 @@ def test_every_ticker_field_is_a_finite_decimal_string_like_bybits() -> None:
                 assert DECIMAL_RE.match(value), (symbol, name, value)
                 assert math.isfinite(float(value))
         bid, ask, mark = float(data["bidPrice"]), float(data["askPrice"]), float(data["markPrice"])
-        assert (bid == 0 or bid <= mark) and mark <= ask, (symbol, data)
+        assert bid == 0 or bid <= mark, (symbol, data)
+        assert mark <= ask, (symbol, data)
 
 
 def test_the_same_seed_gives_the_same_market() -> None:
@@ -191,10 +201,12 @@ def test_valid_topics_are_subscribed_even_when_others_in_the_request_fail() -> N
     assert out.succeeded == ("tickers.BTC-1",)
     assert set(out.failed) == {"tickers.ETH-2", "orderbook.1.BTC-1", "5", "tickers.BTC-1"}
     assert not out.success
-    assert "Invalid symbol" in out.reason and "handler not found" in out.reason
+    assert "Invalid symbol" in out.reason
+    assert "handler not found" in out.reason
     assert "already subscribed" in out.reason
     again = book.subscribe(["tickers.BTC-1"], listed=_listed)
-    assert not again.success and "already subscribed" in again.reason
+    assert not again.success
+    assert "already subscribed" in again.reason
     assert list(book.topics) == ["tickers.BTC-1"]
 
 
@@ -202,8 +214,10 @@ def test_a_request_past_2000_args_fails_entirely() -> None:
     book = SubscriptionBook(max_chars=10**9)
     full = [f"tickers.BTC-{i}" for i in range(MAX_ARGS)]
     assert book.subscribe(full[:1500], listed=_listed).success
-    out = book.subscribe(full[1500:] + ["tickers.BTC-extra"], listed=_listed)
-    assert not out.success and "2000" in out.reason and out.succeeded == ()
+    out = book.subscribe([*full[1500:], "tickers.BTC-extra"], listed=_listed)
+    assert not out.success
+    assert "2000" in out.reason
+    assert out.succeeded == ()
     assert len(book.topics) == 1500
     assert book.subscribe(full[1500:], listed=_listed).success
     assert len(book.topics) == MAX_ARGS
@@ -217,7 +231,8 @@ def test_a_request_past_21000_characters_of_args_fails_entirely() -> None:
     assert book.subscribe(topics[:n], listed=_listed).success
     assert book.chars == n * topic_len <= MAX_ARGS_CHARS
     out = book.subscribe(topics[n:], listed=_listed)
-    assert not out.success and "21000" in out.reason
+    assert not out.success
+    assert "21000" in out.reason
     assert len(book.topics) == n
 
 
@@ -231,7 +246,8 @@ def test_unsubscribe_frees_the_budget_and_fails_topics_not_held() -> None:
     book = SubscriptionBook()
     book.subscribe(["tickers.BTC-1", "tickers.BTC-2"], listed=_listed)
     out = book.unsubscribe(["tickers.BTC-1", "tickers.BTC-9"])
-    assert out.succeeded == ("tickers.BTC-1",) and out.failed == ("tickers.BTC-9",)
+    assert out.succeeded == ("tickers.BTC-1",)
+    assert out.failed == ("tickers.BTC-9",)
     assert book.chars == len("tickers.BTC-2")
     assert not book.subscribe("tickers.BTC-1", listed=_listed).success  # args must be a list
 
@@ -250,18 +266,22 @@ def test_paging_by_key_neither_repeats_nor_skips_when_items_vanish() -> None:
     items = list(range(10))
     keys = [(i, 0.0, 0, "") for i in items]
     first, after = page(items, keys, None, 4)
-    assert first == [0, 1, 2, 3] and after == keys[3]
+    assert first == [0, 1, 2, 3]
+    assert after == keys[3]
     del items[2], keys[2]  # delivered between two page requests
     second, after = page(items, keys, after, 4)
     assert second == [4, 5, 6, 7]
     last, after = page(items, keys, after, 4)
-    assert last == [8, 9] and after is None
+    assert last == [8, 9]
+    assert after is None
 
 
 # --- faults, rate limits, frames, outbox --------------------------------------------------------
 def test_fault_changes_are_validated() -> None:
     faults = Faults().updated({"drop_every": 5, "no_pong": True, "malformed_ratio": 0.25})
-    assert faults.drop_every == 5.0 and faults.no_pong and faults.malformed_ratio == 0.25
+    assert faults.drop_every == 5.0
+    assert faults.no_pong
+    assert faults.malformed_ratio == 0.25
     for bad in ({"typo": 1}, {"no_pong": 1}, {"malformed_ratio": 2}, {"drop_every": 0},
                 {"rest_rate_limit": -1}, {"rest_rate_limit_mode": "418"}, {"response_style": "x"},
                 {"reject_subscribe_over": True}, {"drop_every": float("nan")}):
@@ -273,13 +293,15 @@ def test_rate_limit_forms_cycle_and_carry_bybits_signals() -> None:
     assert [form_for("cycle", i) for i in range(4)] == ["10006", "403", "429", "10006"]
     assert form_for("429", 0) == "429"
     ten = rate_limit_answer("10006", now_ms=1_000_001)
-    assert ten.status == 200 and orjson.loads(ten.body)["retCode"] == 10006
+    assert ten.status == 200
+    assert orjson.loads(ten.body)["retCode"] == 10006
     assert ten.headers["X-Bapi-Limit-Status"] == "0"
     assert int(ten.headers["X-Bapi-Limit-Reset-Timestamp"]) > 1_000_001
     assert rate_limit_answer("403", now_ms=0).status == 403
     assert b"access too frequent" in rate_limit_answer("403", now_ms=0).body
     too_many = rate_limit_answer("429", now_ms=0)
-    assert too_many.status == 429 and int(too_many.headers["Retry-After"]) >= 1
+    assert too_many.status == 429
+    assert int(too_many.headers["Retry-After"]) >= 1
 
 
 def test_ticker_frame_is_the_bybit_envelope() -> None:
@@ -294,7 +316,8 @@ def test_ticker_frame_is_the_bybit_envelope() -> None:
 def test_malformed_kinds_cover_the_brief_and_each_is_really_malformed() -> None:
     market, symbols = _market(coins=("BTC",))
     data = market.quote(symbols[0]).data
-    push = malformed.Push(symbol=symbols[0], seq=3, ts_ms=1_800_000_000_000, data=data, other_symbol=symbols[1])
+    push = malformed.Push(symbol=symbols[0], seq=3, ts_ms=1_800_000_000_000, data=data,
+                          other_symbol=symbols[1])
     assert len(malformed.KINDS) == 20
     for kind in malformed.KINDS:
         raw = malformed.render(kind, push)

@@ -15,7 +15,8 @@ from tests.fixtures_simulator import SimulatorHandle
 
 INSTRUMENT_KEYS = {"symbol", "status", "baseCoin", "quoteCoin", "settleCoin", "optionsType", "launchTime",
                    "deliveryTime", "deliveryFeeRate", "priceFilter", "lotSizeFilter"}
-REST_TICKER_KEYS = {"symbol", "bid1Price", "bid1Size", "bid1Iv", "ask1Price", "ask1Size", "ask1Iv", "lastPrice",
+REST_TICKER_KEYS = {"symbol", "bid1Price", "bid1Size", "bid1Iv", "ask1Price", "ask1Size", "ask1Iv",
+                    "lastPrice",
                     "highPrice24h", "lowPrice24h", "markPrice", "indexPrice", "markIv", "underlyingPrice",
                     "openInterest", "turnover24h", "volume24h", "totalVolume", "totalTurnover", "delta",
                     "gamma", "vega", "theta", "predictedDeliveryPrice", "change24h"}
@@ -60,10 +61,13 @@ def small_sim(simulator_factory: Callable[..., SimulatorHandle]) -> SimulatorHan
 def test_every_answer_has_bybits_envelope(small_sim: SimulatorHandle) -> None:
     doc = get_json(small_sim, "/v5/market/time")
     assert set(doc) == {"retCode", "retMsg", "result", "retExtInfo", "time"}
-    assert doc["retCode"] == 0 and doc["retMsg"] == "OK" and doc["retExtInfo"] == {}
+    assert doc["retCode"] == 0
+    assert doc["retMsg"] == "OK"
+    assert doc["retExtInfo"] == {}
     assert isinstance(doc["time"], int)
     seconds, nanos = doc["result"]["timeSecond"], doc["result"]["timeNano"]
-    assert isinstance(seconds, str) and isinstance(nanos, str)
+    assert isinstance(seconds, str)
+    assert isinstance(nanos, str)
     assert int(nanos) // 1_000_000_000 == int(seconds)
     assert abs(int(seconds) * 1000 - doc["time"]) < 5000
 
@@ -88,7 +92,8 @@ def test_instrument_items_carry_bybits_fields(small_sim: SimulatorHandle) -> Non
     for item in items:
         assert set(item) == INSTRUMENT_KEYS
         parsed = parse_symbol(item["symbol"])
-        assert parsed is not None and parsed.base == "ETH" == item["baseCoin"]
+        assert parsed is not None
+        assert parsed.base == "ETH" == item["baseCoin"]
         assert item["status"] == "Trading"
         assert item["optionsType"] == ("Call" if parsed.kind == "C" else "Put")
         if parsed.settle == "USDT":
@@ -98,7 +103,8 @@ def test_instrument_items_carry_bybits_fields(small_sim: SimulatorHandle) -> Non
         assert int(item["launchTime"]) < int(item["deliveryTime"])
         assert set(item["priceFilter"]) == {"minPrice", "maxPrice", "tickSize"}
         assert set(item["lotSizeFilter"]) == {"maxOrderQty", "minOrderQty", "qtyStep"}
-        assert all(isinstance(v, str) for v in (*item["priceFilter"].values(), *item["lotSizeFilter"].values()))
+        filters = (*item["priceFilter"].values(), *item["lotSizeFilter"].values())
+        assert all(isinstance(v, str) for v in filters)
 
 
 def test_without_base_coin_the_answer_is_btc(small_sim: SimulatorHandle) -> None:
@@ -109,7 +115,9 @@ def test_without_base_coin_the_answer_is_btc(small_sim: SimulatorHandle) -> None
 
 def test_an_unlisted_coin_has_no_instruments(small_sim: SimulatorHandle) -> None:
     doc = get_json(small_sim, "/v5/market/instruments-info?category=option&baseCoin=XRP")
-    assert doc["retCode"] == 0 and doc["result"]["list"] == [] and doc["result"]["nextPageCursor"] == ""
+    assert doc["retCode"] == 0
+    assert doc["result"]["list"] == []
+    assert doc["result"]["nextPageCursor"] == ""
 
 
 @pytest.mark.parametrize("query", [
@@ -121,15 +129,19 @@ def test_bad_parameters_answer_retcode_10001_with_http_200(small_sim: SimulatorH
     status, _, body = get(small_sim, f"/v5/market/instruments-info?{query}")
     doc = json.loads(body)
     assert status == 200
-    assert doc["retCode"] == 10001 and doc["retMsg"].startswith("params error")
-    assert doc["result"] == {} and "time" in doc
+    assert doc["retCode"] == 10001
+    assert doc["retMsg"].startswith("params error")
+    assert doc["result"] == {}
+    assert "time" in doc
 
 
 def test_limit_bounds_one_and_a_thousand_are_accepted(small_sim: SimulatorHandle) -> None:
     one = get_json(small_sim, "/v5/market/instruments-info?category=option&baseCoin=SOL&limit=1")
-    assert len(one["result"]["list"]) == 1 and one["result"]["nextPageCursor"]
+    assert len(one["result"]["list"]) == 1
+    assert one["result"]["nextPageCursor"]
     thousand = get_json(small_sim, "/v5/market/instruments-info?category=option&baseCoin=SOL&limit=1000")
-    assert len(thousand["result"]["list"]) == 40 and thousand["result"]["nextPageCursor"] == ""
+    assert len(thousand["result"]["list"]) == 40
+    assert thousand["result"]["nextPageCursor"] == ""
 
 
 def test_paging_survives_listings_and_deliveries_between_pages(small_sim: SimulatorHandle) -> None:
@@ -152,7 +164,8 @@ def test_paging_survives_listings_and_deliveries_between_pages(small_sim: Simula
 
 def test_tickers_endpoint_gives_every_listed_symbol_with_rest_field_names(small_sim: SimulatorHandle) -> None:
     doc = get_json(small_sim, "/v5/market/tickers?category=option&baseCoin=ETH")
-    assert doc["retCode"] == 0 and doc["result"]["category"] == "option"
+    assert doc["retCode"] == 0
+    assert doc["result"]["category"] == "option"
     rows = doc["result"]["list"]
     assert sorted(r["symbol"] for r in rows) == sorted(small_sim.instruments()["ETH"])
     for row in rows:
@@ -176,13 +189,17 @@ def test_rate_limit_fault_answers_each_bybit_form_then_recovers(small_sim: Simul
     status, headers, body = get(small_sim, path)
     assert status == 200
     doc = json.loads(body)
-    assert doc["retCode"] == 10006 and doc["retMsg"] == "Too many visits!"
-    assert headers["X-Bapi-Limit-Status"] == "0" and int(headers["X-Bapi-Limit"]) > 0
+    assert doc["retCode"] == 10006
+    assert doc["retMsg"] == "Too many visits!"
+    assert headers["X-Bapi-Limit-Status"] == "0"
+    assert int(headers["X-Bapi-Limit"]) > 0
     assert int(headers["X-Bapi-Limit-Reset-Timestamp"]) >= doc["time"]
     status, _, body = get(small_sim, path)
-    assert status == 403 and b"access too frequent" in body
+    assert status == 403
+    assert b"access too frequent" in body
     status, headers, _ = get(small_sim, "/v5/market/time")
-    assert status == 429 and int(headers["Retry-After"]) >= 1
+    assert status == 429
+    assert int(headers["Retry-After"]) >= 1
     assert get_json(small_sim, path)["retCode"] == 0
     counters = small_sim.state()["counters"]
     assert counters["rate_limits_sent"] == 3
