@@ -1,0 +1,206 @@
+"""``python -m scripts.healthcheck`` against a real Redis seeded with the ingest's layout.
+
+Each tier produces its exit code (0 ok/info, 1 warning, 2 critical, 3 could not run) and the
+JSON names the check responsible, with the alert tiers' thresholds.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from typing import Any
+
+import pytest
+
+from common import keys
+from scripts.healthcheck import tiers
+from scripts.healthcheck.redis_checks import reconnects_per_hour
+from tests.servers import RedisServer, free_port, python_env, repo_root
+
+COINS = ("BTC", "ETH")
+
+
+def seed_healthy(client: Any, now: float, **overrides: Any) -> None:
+    """The layout a healthy ingest keeps: fresh heartbeat and coins, few reconnects, all connected."""
+    stats = {
+        keys.F_LAST_UPDATE: int(now), keys.F_MESSAGES: 1000, keys.F_RECONNECTS: 3,
+        keys.F_CONNECT_FAILURES: 0, keys.F_WS_CONNECTIONS: 2, keys.F_WS_CONNECTED: 2,
+        keys.F_CONSECUTIVE_FAILURES: 0, keys.F_CIRCUIT_OPEN: 0, keys.F_STARTED_AT: now - 7200,
+    }
+    stats.update(overrides)
+    client.hset(keys.STATS_GLOBAL, mapping=stats)
+    client.hset(keys.INGEST_HEARTBEAT, mapping={"ts": now, "pid": 1, "rss_bytes": 5e7, "cpu_seconds": 3,
+                                                 "started_at": now - 7200})
+    client.expire(keys.INGEST_HEARTBEAT, 60)
+    for coin in COINS:
+        client.hset(keys.coin_stats_key(coin), mapping={keys.F_COIN_LAST_UPDATE: now - 1,
+                                                        keys.F_COIN_MESSAGES: 500, keys.F_COIN_TRACKED: 10})
+
+
+def healthcheck(redis_url: str, *args: str, **env: str) -> tuple[int, dict[str, Any]]:
+    done = subprocess.run(
+        [sys.executable, "-m", "scripts.healthcheck", "--json", "--no-api", *args],
+        capture_output=True, text=True, cwd=repo_root(), timeout=60, check=False,
+        env=python_env(REDIS_URL=redis_url, BYBIT_COINS=",".join(COINS), **env),
+    )
+    assert done.returncode in (0, 1, 2), done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["exit_code"] == done.returncode
+    return done.returncode, doc
+
+
+def severities(doc: dict[str, Any]) -> dict[str, str]:
+    return {c["check"]: c["severity"] for c in doc["checks"]}
+
+
+def test_a_healthy_stack_exits_0_with_every_check_ok(redis_server: RedisServer) -> None:
+    seed_healthy(redis_server.client(), time.time())
+    code, doc = healthcheck(redis_server.url)
+    assert code == 0
+    assert doc["status"] == "ok"
+    assert set(severities(doc).values()) == {"ok"}
+    assert {"redis", "ingest_heartbeat", "staleness_BTC", "staleness_ETH", "ws_reconnects",
+            "ws_consecutive_failures", "ws_connections", "redis_memory"} <= set(severities(doc))
+
+
+def test_info_tier_reconnects_are_reported_but_exit_0(redis_server: RedisServer) -> None:
+    now = time.time()
+    # 30 reconnects within the ingest's first half hour: all of them in the last hour.
+    seed_healthy(redis_server.client(), now, **{keys.F_RECONNECTS: 30, keys.F_STARTED_AT: now - 1800})
+    code, doc = healthcheck(redis_server.url)
+    assert code == 0
+    assert doc["status"] == "info"
+    assert severities(doc)["ws_reconnects"] == "info"
+
+
+def test_more_than_60_reconnects_an_hour_is_a_warning_exit_1(redis_server: RedisServer) -> None:
+    now = time.time()
+    seed_healthy(redis_server.client(), now, **{keys.F_RECONNECTS: 70, keys.F_STARTED_AT: now - 1800})
+    code, doc = healthcheck(redis_server.url)
+    assert code == 1
+    assert doc["status"] == "warning"
+    reconnects = next(c for c in doc["checks"] if c["check"] == "ws_reconnects")
+    assert reconnects["severity"] == "warning"
+    assert reconnects["value"] == 70
+
+
+def test_redis_memory_above_70_percent_of_maxmemory_is_a_warning(redis_server: RedisServer) -> None:
+    client = redis_server.client()
+    seed_healthy(client, time.time())
+    used = int(client.info("memory")["used_memory"])
+    client.config_set("maxmemory", int(used / 0.8))  # ~80 %: between the 70 % and 90 % tiers
+    code, doc = healthcheck(redis_server.url)
+    assert code == 1
+    memory = next(c for c in doc["checks"] if c["check"] == "redis_memory")
+    assert memory["severity"] == "warning"
+    assert 0.7 < memory["value"] < 0.9
+
+
+def test_redis_memory_uses_the_configured_capacity_when_maxmemory_is_unset(
+    redis_server: RedisServer,
+) -> None:
+    client = redis_server.client()
+    seed_healthy(client, time.time())
+    used = int(client.info("memory")["used_memory"])
+    code, doc = healthcheck(redis_server.url, REDIS_CAPACITY_BYTES=str(int(used / 0.95)))
+    assert code == 2
+    assert severities(doc)["redis_memory"] == "critical"
+
+
+@pytest.mark.parametrize(("case", "check"), [
+    ("no data for more than 5 minutes", "staleness_ETH"),
+    ("ingest heartbeat gone", "ingest_heartbeat"),
+    ("more than 10 failed reconnect attempts in a row", "ws_consecutive_failures"),
+    ("a coin that never received a ticker", "staleness_BTC"),
+])
+def test_critical_conditions_exit_2_naming_the_check(
+    redis_server: RedisServer, case: str, check: str,
+) -> None:
+    client = redis_server.client()
+    now = time.time()
+    seed_healthy(client, now)
+    if case == "no data for more than 5 minutes":
+        client.hset(keys.coin_stats_key("ETH"), keys.F_COIN_LAST_UPDATE, now - 301)
+    elif case == "ingest heartbeat gone":
+        client.delete(keys.INGEST_HEARTBEAT)
+    elif case == "more than 10 failed reconnect attempts in a row":
+        client.hset(keys.STATS_GLOBAL, keys.F_CONSECUTIVE_FAILURES, 11)
+    else:
+        client.delete(keys.coin_stats_key("BTC"))
+    code, doc = healthcheck(redis_server.url)
+    assert code == 2, case
+    assert doc["status"] == "critical"
+    critical = [c for c, s in severities(doc).items() if s == "critical"]
+    assert critical == [check], case
+
+
+def test_exactly_10_consecutive_failures_is_not_yet_critical(redis_server: RedisServer) -> None:
+    seed_healthy(redis_server.client(), time.time(), **{keys.F_CONSECUTIVE_FAILURES: 10})
+    code, doc = healthcheck(redis_server.url)
+    assert code == 0
+    assert severities(doc)["ws_consecutive_failures"] == "ok"
+
+
+def test_unreachable_redis_is_critical() -> None:
+    code, doc = healthcheck(f"redis://127.0.0.1:{free_port()}/0", "--timeout", "1")
+    assert code == 2
+    assert severities(doc) == {"redis": "critical"}
+
+
+def test_a_password_in_the_redis_url_is_never_printed() -> None:
+    code, doc = healthcheck(f"redis://:hunter2@127.0.0.1:{free_port()}/0", "--timeout", "1")
+    assert code == 2
+    assert "hunter2" not in json.dumps(doc)
+
+
+def test_an_unreachable_api_is_critical(redis_server: RedisServer) -> None:
+    seed_healthy(redis_server.client(), time.time())
+    done = subprocess.run(
+        [sys.executable, "-m", "scripts.healthcheck", "--json", "--timeout", "1",
+         "--api-url", f"http://127.0.0.1:{free_port()}"],
+        capture_output=True, text=True, cwd=repo_root(), timeout=60, check=False,
+        env=python_env(REDIS_URL=redis_server.url, BYBIT_COINS=",".join(COINS)),
+    )
+    assert done.returncode == 2
+    doc = json.loads(done.stdout)
+    assert severities(doc)["api_ready"] == "critical"
+
+
+def test_the_human_table_names_each_check_and_the_verdict(redis_server: RedisServer) -> None:
+    seed_healthy(redis_server.client(), time.time(), **{keys.F_CONSECUTIVE_FAILURES: 12})
+    done = subprocess.run(
+        [sys.executable, "-m", "scripts.healthcheck", "--no-api"], capture_output=True, text=True,
+        cwd=repo_root(), timeout=60, check=False,
+        env=python_env(REDIS_URL=redis_server.url, BYBIT_COINS="BTC,ETH"),
+    )
+    assert done.returncode == 2
+    assert "ws_consecutive_failures  CRITICAL" in done.stdout
+    assert "overall: CRITICAL (exit 2)" in done.stdout
+
+
+def test_bad_configuration_exits_3_naming_the_variable() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "scripts.healthcheck"], capture_output=True, text=True, cwd=repo_root(),
+        timeout=60, check=False, env=python_env(BYBIT_COINS="BTC,*"),
+    )
+    assert done.returncode == 3
+    assert "BYBIT_COINS" in done.stderr
+
+
+def test_reconnect_rate_is_the_count_in_the_first_hour_then_the_hourly_average() -> None:
+    now = 10_000.0
+    assert reconnects_per_hour({keys.F_RECONNECTS: "25", keys.F_STARTED_AT: str(now - 600)}, now) == 25
+    assert reconnects_per_hour({keys.F_RECONNECTS: "100", keys.F_STARTED_AT: str(now - 4 * 3600)}, now) == 25
+    assert reconnects_per_hour({}, now) is None
+
+
+def test_tiers_are_strictly_above_their_thresholds() -> None:
+    assert tiers.RECONNECTS_PER_HOUR.classify(20) == "ok"
+    assert tiers.RECONNECTS_PER_HOUR.classify(20.1) == "info"
+    assert tiers.RECONNECTS_PER_HOUR.classify(60) == "info"
+    assert tiers.RECONNECTS_PER_HOUR.classify(61) == "warning"
+    assert tiers.REDIS_MEMORY_RATIO.classify(0.91) == "critical"
+    assert tiers.worst(["ok", "info", "warning"]) == "warning"
+    assert tiers.worst([]) == "ok"
