@@ -1,0 +1,266 @@
+"""The simulator's public option WebSocket, spoken to with the ``websockets`` client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from tests.fixtures_simulator import TICKER_FIELDS, SimulatorHandle, ticker_problem
+from tests.servers import wait_until
+
+Factory = Callable[..., SimulatorHandle]
+
+
+async def collect_until(ws: ClientConnection, stop: Callable[[Any], bool],
+                        within: float = 10.0) -> list[str | bytes]:
+    """Every message up to and including the first JSON object for which ``stop`` is true."""
+    seen: list[str | bytes] = []
+    async with asyncio.timeout(within):
+        while True:
+            raw = await ws.recv()
+            seen.append(raw)
+            try:
+                doc = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(doc, dict) and stop(doc):
+                return seen
+
+
+async def request(ws: ClientConnection, op: str,
+                  args: list[Any] | None = None) -> tuple[dict[str, Any], list[str | bytes]]:
+    """Send ``op`` with a fresh req_id; its answer, and the messages that arrived before it."""
+    req_id = uuid.uuid4().hex
+    msg: dict[str, Any] = {"req_id": req_id, "op": op}
+    if args is not None:
+        msg["args"] = args
+    await ws.send(json.dumps(msg))
+    seen = await collect_until(ws, lambda d: d.get("req_id") == req_id and "topic" not in d)
+    answer: dict[str, Any] = json.loads(seen[-1])
+    return answer, seen[:-1]
+
+
+async def server_ms(ws: ClientConnection) -> tuple[int, list[str | bytes]]:
+    """The simulator's clock via a pong; everything it pushes later has a larger ts."""
+    pong, before = await request(ws, "ping")
+    return int(pong["args"][0]), before
+
+
+def tickers_of(messages: list[str | bytes]) -> list[dict[str, Any]]:
+    out = []
+    for raw in messages:
+        doc = json.loads(raw)
+        if "topic" in doc:
+            out.append(doc)
+    return out
+
+
+def topic_is(topic: str) -> Callable[[Any], bool]:
+    return lambda doc: bool(doc.get("topic") == topic)
+
+
+def topics(symbols: list[str]) -> list[str]:
+    return [f"tickers.{s}" for s in symbols]
+
+
+@pytest.fixture
+def fast_sim(simulator_factory: Factory) -> SimulatorHandle:
+    return simulator_factory(instruments_per_coin=30, push_interval=0.1)
+
+
+async def test_subscribe_is_answered_in_the_option_op_form(fast_sim: SimulatorHandle) -> None:
+    symbols = fast_sim.instruments()["BTC"][:5]
+    async with connect(fast_sim.ws_url) as ws:
+        answer, _ = await request(ws, "subscribe", topics(symbols))
+        assert set(answer) == {"success", "ret_msg", "conn_id", "req_id", "op"}
+        assert answer["success"] is True
+        assert answer["ret_msg"] == ""
+        assert answer["op"] == "subscribe"
+        uuid.UUID(answer["conn_id"])
+        pushed = tickers_of(await collect_until(ws, lambda d: d.get("data", {}).get("symbol") == symbols[-1]))
+        assert {t["data"]["symbol"] for t in pushed} <= set(symbols)
+
+
+async def test_subscribe_is_answered_in_the_command_resp_form_when_asked(simulator_factory: Factory) -> None:
+    sim = simulator_factory(instruments_per_coin=10, push_interval=0.1,
+                            extra_args=["--response-style", "command_resp"])
+    symbols = sim.instruments()["ETH"][:2]
+    async with connect(sim.ws_url) as ws:
+        answer, _ = await request(ws, "subscribe", [*topics(symbols), "tickers.ETH-1JAN20-1-C"])
+        assert answer["type"] == "COMMAND_RESP"
+        assert answer["success"] is False
+        assert answer["data"] == {"failTopics": ["tickers.ETH-1JAN20-1-C"], "successTopics": topics(symbols)}
+        sim.set_faults(response_style="op")
+        answer, _ = await request(ws, "unsubscribe", topics(symbols))
+        assert answer == {"success": True, "ret_msg": "", "conn_id": answer["conn_id"],
+                          "req_id": answer["req_id"], "op": "unsubscribe"}
+
+
+async def test_unknown_symbols_and_topics_fail_while_valid_ones_still_stream(
+        fast_sim: SimulatorHandle) -> None:
+    good = fast_sim.instruments()["SOL"][0]
+    bad = ["tickers.SOL-1JAN20-100-C", "orderbook.25.SOL-1JAN20-100-C", "tickers.*", "tickers."]
+    async with connect(fast_sim.ws_url) as ws:
+        answer, _ = await request(ws, "subscribe", [f"tickers.{good}", *bad])
+        assert answer["success"] is False
+        for topic in bad:
+            assert topic in answer["ret_msg"]
+        await collect_until(ws, lambda d: d.get("topic") == f"tickers.{good}")
+
+
+async def test_a_subscription_past_2000_args_fails_entirely(fast_sim: SimulatorHandle) -> None:
+    symbols = fast_sim.instruments()["BTC"]
+    async with connect(fast_sim.ws_url) as ws:
+        answer, _ = await request(ws, "subscribe", [f"tickers.{symbols[0]}"] * 2001)
+        assert answer["success"] is False
+        assert "2000" in answer["ret_msg"]
+        assert fast_sim.state()["counters"]["subscriptions"] == 0
+        answer, _ = await request(ws, "subscribe", topics(symbols[:3]))
+        assert answer["success"] is True
+
+
+async def test_a_connection_may_hold_21000_characters_of_args_in_total(simulator: SimulatorHandle) -> None:
+    listed = simulator.instruments()
+    btc, eth = topics(listed["BTC"]), topics(listed["ETH"])
+    async with connect(simulator.ws_url) as ws:
+        answer, _ = await request(ws, "subscribe", btc)  # ~19 kB of args
+        assert answer["success"] is True, answer["ret_msg"]
+        budget = 21000 - sum(map(len, btc))
+        fits: list[str] = []
+        for topic in eth:
+            if sum(map(len, fits)) + len(topic) > budget:
+                break
+            fits.append(topic)
+        over, _ = await request(ws, "subscribe", [*fits, eth[len(fits)]])
+        assert over["success"] is False
+        assert "21000" in over["ret_msg"]
+        exact, _ = await request(ws, "subscribe", fits)
+        assert exact["success"] is True, exact["ret_msg"]
+    assert simulator.state()["counters"]["subscribe_failures"] == 1
+
+
+async def test_unsubscribed_symbols_stop_streaming(fast_sim: SimulatorHandle) -> None:
+    keep, drop = fast_sim.instruments()["ETH"][:2]
+    async with connect(fast_sim.ws_url) as ws:
+        await request(ws, "subscribe", topics([keep, drop]))
+        await collect_until(ws, lambda d: d.get("topic") == f"tickers.{drop}")
+        answer, _ = await request(ws, "unsubscribe", [f"tickers.{drop}", "tickers.ETH-1JAN20-1-C"])
+        assert answer["success"] is False
+        assert "tickers.ETH-1JAN20-1-C" in answer["ret_msg"]
+        since, _ = await server_ms(ws)
+        later = tickers_of(await collect_until(
+            ws, lambda d: d.get("topic") == f"tickers.{keep}" and d["ts"] > since + 250))
+        assert not [t for t in later if t["topic"] == f"tickers.{drop}" and t["ts"] > since]
+
+
+async def test_ping_is_answered_with_the_option_pong(fast_sim: SimulatorHandle) -> None:
+    async with connect(fast_sim.ws_url) as ws:
+        before = int(time.time() * 1000)
+        await ws.send(json.dumps({"req_id": "hb-1", "op": "ping"}))
+        pong = json.loads(await ws.recv())
+        assert set(pong) == {"req_id", "op", "args", "conn_id"}
+        assert pong["req_id"] == "hb-1"
+        assert pong["op"] == "pong"
+        assert abs(int(pong["args"][0]) - before) < 5000
+        await ws.send(json.dumps({"op": "ping"}))
+        assert json.loads(await ws.recv())["req_id"] == ""
+    assert fast_sim.state()["counters"]["pings_answered"] == 2
+
+
+async def test_invalid_json_and_unknown_ops_are_refused_and_the_connection_lives_on(
+        fast_sim: SimulatorHandle) -> None:
+    async with connect(fast_sim.ws_url) as ws:
+        await ws.send("{oops")
+        refused = json.loads(await ws.recv())
+        assert refused["success"] is False
+        assert "JSON" in refused["ret_msg"]
+        answer, _ = await request(ws, "auth", ["key", 1, "sig"])
+        assert answer["success"] is False
+        assert "auth" in answer["ret_msg"]
+        pong, _ = await request(ws, "ping")
+        assert pong["op"] == "pong"
+
+
+async def test_ticker_pushes_are_well_formed_bybit_snapshots(fast_sim: SimulatorHandle) -> None:
+    symbols = fast_sim.instruments()["BTC"][:10] + fast_sim.instruments()["SOL"][-10:]
+    async with connect(fast_sim.ws_url) as ws:
+        await request(ws, "subscribe", topics(symbols))
+        count = 0
+        pushes: list[dict[str, Any]] = []
+
+        def enough(doc: dict[str, Any]) -> bool:
+            nonlocal count
+            count += "topic" in doc
+            return count >= 60
+
+        messages = await collect_until(ws, enough)
+    for raw in messages:
+        assert ticker_problem(raw) is None, raw
+        pushes.append(json.loads(raw))
+    now = time.time() * 1000
+    for push in pushes:
+        assert tuple(push) == ("id", "topic", "ts", "type", "data")
+        assert tuple(push["data"]) == TICKER_FIELDS
+        symbol = push["data"]["symbol"]
+        assert re.fullmatch(rf"tickers\.{re.escape(symbol)}-\d+-{push['ts']}", push["id"])
+        assert abs(push["ts"] - now) < 10_000
+    assert {p["data"]["symbol"] for p in pushes} == set(symbols)
+    per_symbol: dict[str, list[int]] = {}
+    for push in pushes:
+        per_symbol.setdefault(push["data"]["symbol"], []).append(push["ts"])
+    assert all(ts == sorted(ts) for ts in per_symbol.values())
+
+
+async def test_truth_is_the_last_frame_each_client_received(fast_sim: SimulatorHandle) -> None:
+    symbols = fast_sim.instruments()["ETH"][:15]
+    async with connect(fast_sim.ws_url) as one, connect(fast_sim.ws_url) as two:
+        received: dict[ClientConnection, list[str | bytes]] = {one: [], two: []}
+        for ws, wanted in ((one, symbols), (two, symbols[:5])):
+            await request(ws, "subscribe", topics(wanted))
+        for ws, wanted in ((one, symbols), (two, symbols[:5])):
+            # Pushes go out in subscription order: the last symbol's frame ends a full cycle.
+            received[ws] += await collect_until(ws, topic_is(f"tickers.{wanted[-1]}"))
+        fast_sim.set_faults(silent=True)
+
+        def drained() -> bool:
+            c = fast_sim.state()["counters"]
+            return bool(c["frames_sent"] + c["frames_conflated"] == c["frames_pushed"])
+
+        cycles = fast_sim.state()["counters"]["push_cycles"]
+        wait_until(lambda: fast_sim.state()["counters"]["push_cycles"] > cycles + 1, what="a silent cycle")
+        wait_until(drained, what="every pushed frame written")
+        truth = fast_sim.truth("ETH")
+        assert set(truth) == set(symbols)
+        for ws, wanted in ((one, symbols), (two, symbols[:5])):
+            _, before = await request(ws, "ping")  # everything written before the pong arrives first
+            last: dict[str, dict[str, Any]] = {}
+            for push in tickers_of(received[ws] + before):
+                last[push["data"]["symbol"]] = {"ts": push["ts"], "data": push["data"]}
+            assert set(last) == set(wanted)
+            for symbol in wanted:
+                assert last[symbol] == truth[symbol]
+
+
+async def test_other_websocket_paths_are_404(fast_sim: SimulatorHandle) -> None:
+    with pytest.raises(InvalidStatus) as caught:
+        async with connect(fast_sim.ws_url.replace("/option", "/linear")):
+            pass
+    assert caught.value.response.status_code == 404
+
+
+async def test_a_connection_with_no_ping_and_no_data_is_closed(simulator_factory: Factory) -> None:
+    sim = simulator_factory(instruments_per_coin=5, extra_args=["--idle-timeout", "0.5"])
+    async with connect(sim.ws_url) as ws:
+        with pytest.raises(ConnectionClosed):
+            async with asyncio.timeout(10):
+                await ws.recv()
+    assert sim.state()["counters"]["idle_closes"] == 1
