@@ -6,7 +6,6 @@ import argparse
 import logging
 import sys
 import time
-import urllib.parse
 from collections.abc import Sequence
 
 import redis
@@ -16,6 +15,7 @@ from common.logs import configure_logging
 from scripts.healthcheck import report
 from scripts.healthcheck.api_check import check_api
 from scripts.healthcheck.findings import Finding
+from scripts.healthcheck.redaction import redact
 from scripts.healthcheck.redis_checks import evaluate, read_snapshot, sample_reconnects
 
 log = logging.getLogger("healthcheck")
@@ -39,16 +39,6 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds per Redis or HTTP call")
     parser.add_argument("--config", help="YAML config file (as the components take)")
     return parser
-
-
-def redact(url: str) -> str:
-    """``url`` without its password, fit for a report or a log line."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 def run(args: argparse.Namespace) -> list[Finding]:
