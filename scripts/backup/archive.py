@@ -82,11 +82,15 @@ def write(path: Path, *, records: Iterable[KeyRecord], root: Path, created_at: s
     manifest = Manifest(created_at=created_at, keys=len(lines), redis_url=redis_url, files=checksums)
     tmp = path.with_name(path.name + ".partial")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz") as tar:
-        _add_bytes(tar, MANIFEST, json.dumps(manifest.to_json(), indent=2).encode())
-        for name, (data, mode) in members.items():
-            _add_bytes(tar, name, data, mode)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz") as tar:
+            _add_bytes(tar, MANIFEST, json.dumps(manifest.to_json(), indent=2).encode())
+            for name, (data, mode) in members.items():
+                _add_bytes(tar, name, data, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # never leave a half-written archive behind
+        raise
     return manifest
 
 
