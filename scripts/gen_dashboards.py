@@ -51,6 +51,15 @@ class Query:
 
 
 @dataclass(frozen=True, slots=True)
+class Floor:
+    """Thresholds for a measurement where higher is better (availability, budget left, health):
+    red below ``warning``, orange from ``warning``, green from ``target``."""
+
+    warning: float
+    target: float
+
+
+@dataclass(frozen=True, slots=True)
 class Panel:
     """A panel: what it shows, in which unit, coloured by which thresholds, how wide."""
 
@@ -59,7 +68,7 @@ class Panel:
     kind: str = "timeseries"  # timeseries | stat | gauge | table | bargauge
     unit: str = COUNT
     description: str = ""
-    thresholds: Thresholds | None = None
+    thresholds: Thresholds | Floor | None = None
     width: int = 6
     height: int = 7
     decimals: int | None = None
@@ -102,7 +111,12 @@ def per_second(counter: str, by: str = "") -> str:
 # --- rendering ----------------------------------------------------------------------------------------
 
 
-def _thresholds(t: Thresholds | None) -> dict[str, Any]:
+def _thresholds(t: Thresholds | Floor | None) -> dict[str, Any]:
+    if isinstance(t, Floor):
+        return {"mode": "absolute", "steps": [
+            {"color": TIER_COLOURS["critical"], "value": None},
+            {"color": TIER_COLOURS["warning"], "value": t.warning},
+            {"color": TIER_COLOURS["ok"], "value": t.target}]}
     steps: list[dict[str, Any]] = [{"color": TIER_COLOURS["ok"], "value": None}]
     if t is not None:
         for name, bound in (("info", t.info), ("warning", t.warning), ("critical", t.critical)):
@@ -356,7 +370,7 @@ OVERVIEW: Final = Dashboard(
         Row("Long-term", (
             Panel("Health score", (q(HEALTH_SCORE, "health"),), kind="gauge", unit=RATIO, width=6,
                   minimum=0, maximum=1,
-                  thresholds=Thresholds(), description=(
+                  thresholds=Floor(warning=0.66, target=0.99), description=(
                       "Share of health checks passing: ingest up, Redis up, data fresher than 30 s, "
                       "Redis memory under 70 %, all connections up, API scraped.")),
             Panel("Message rate trend",
@@ -528,19 +542,22 @@ SLO: Final = Dashboard(
             Panel("API availability", (q('sum(increase(bybit_api_requests_total{status!="5xx"}[30d])) '
                                          "/ sum(increase(bybit_api_requests_total[30d]))", "availability"),),
                   kind="stat", unit=RATIO, width=6, decimals=3,
-                  thresholds=Thresholds(),
+                  thresholds=Floor(warning=tiers.UPTIME_TARGET, target=tiers.API_AVAILABILITY_TARGET),
                   description="Share of requests not answered 5xx. Target 99.9 %."),
             Panel("API error budget left", (q(
                 f'1 - (1 - sum(increase(bybit_api_requests_total{{status!="5xx"}}[30d])) '
                 f"/ sum(increase(bybit_api_requests_total[30d]))) / {_AVAILABILITY_BUDGET:g}", "budget"),),
-                  kind="gauge", unit=RATIO, width=6, minimum=0, maximum=1, thresholds=Thresholds(),
+                  kind="gauge", unit=RATIO, width=6, minimum=0, maximum=1,
+                  thresholds=Floor(warning=0.25, target=0.5),
                   description="Share of the 0.1 % error budget still unspent this month."),
             Panel("Ingest uptime", (q("avg_over_time(bybit_ingest_up[30d])", "uptime"),), kind="stat",
-                  unit=RATIO, width=6, decimals=3, thresholds=Thresholds(),
+                  unit=RATIO, width=6, decimals=3,
+                  thresholds=Floor(warning=0.99, target=tiers.UPTIME_TARGET),
                   description="Share of scrapes with a fresh ingest heartbeat. Target 99.5 %."),
             Panel("Ingest uptime budget left", (q(f"1 - (1 - avg_over_time(bybit_ingest_up[30d])) / "
                                                   f"{_UPTIME_BUDGET:g}", "budget"),),
-                  kind="gauge", unit=RATIO, width=6, minimum=0, maximum=1, thresholds=Thresholds()),
+                  kind="gauge", unit=RATIO, width=6, minimum=0, maximum=1,
+                  thresholds=Floor(warning=0.25, target=0.5)),
         )),
         Row("Burn rates (API availability)", (
             Panel("Burn rate", (_burn("5m"), _burn("1h"), _burn("6h")), width=12, minimum=0,

@@ -147,7 +147,9 @@ def test_units_are_the_consistent_set_and_thresholds_use_the_tier_colours() -> N
             defaults = panel["fieldConfig"]["defaults"]
             assert defaults["unit"] in UNITS, (name, panel["title"], defaults["unit"])
             steps = defaults["thresholds"]["steps"]
-            assert steps[0] == {"color": "green", "value": None}
+            assert steps[0]["value"] is None, (name, panel["title"])
+            # Lower is better (green base) or, for availability-like panels, higher is (red base).
+            assert steps[0]["color"] in {"green", "red"}, (name, panel["title"])
             assert {s["color"] for s in steps} <= TIER_COLOURS, (name, panel["title"])
             values = [s["value"] for s in steps[1:]]
             assert values == sorted(values), (name, panel["title"])
@@ -168,6 +170,13 @@ def test_thresholds_mirror_the_alert_tiers() -> None:
     assert _steps(by_title["Consecutive failures"]) == {"red": 10}
     assert _steps(by_title["Error ratio (5xx)"]) == {"orange": 0.05}
     assert _steps(by_title["API response time"])["orange"] == 2.0
+
+
+def test_objectives_turn_green_only_at_their_targets() -> None:
+    by_title = {p["title"]: p for d in load_dashboards().values() for p in panels(d)}
+    assert _steps(by_title["API availability"])["green"] == 0.999
+    assert _steps(by_title["Ingest uptime"])["green"] == 0.995
+    assert by_title["API availability"]["fieldConfig"]["defaults"]["thresholds"]["steps"][0]["color"] == "red"
 
 
 def test_overview_has_the_seed_rows_and_firing_alerts_by_tier() -> None:
