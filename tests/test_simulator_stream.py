@@ -20,6 +20,16 @@ from tests.servers import wait_until
 Factory = Callable[..., SimulatorHandle]
 
 
+def open_stream(url: str) -> connect:
+    """A client connection whose receive queue is unbounded.
+
+    websockets stops reading the socket once ``max_queue`` messages wait unread; a test that
+    leaves while tickers still stream would then wait ``close_timeout`` (10 s) for a close frame
+    stuck behind unread pushes. Reading everything keeps the closing handshake prompt.
+    """
+    return connect(url, max_queue=None)
+
+
 async def collect_until(ws: ClientConnection, stop: Callable[[Any], bool],
                         within: float = 10.0) -> list[str | bytes]:
     """Every message up to and including the first JSON object for which ``stop`` is true."""
@@ -79,7 +89,7 @@ def fast_sim(simulator_factory: Factory) -> SimulatorHandle:
 
 async def test_subscribe_is_answered_in_the_option_op_form(fast_sim: SimulatorHandle) -> None:
     symbols = fast_sim.instruments()["BTC"][:5]
-    async with connect(fast_sim.ws_url) as ws:
+    async with open_stream(fast_sim.ws_url) as ws:
         answer, _ = await request(ws, "subscribe", topics(symbols))
         assert set(answer) == {"success", "ret_msg", "conn_id", "req_id", "op"}
         assert answer["success"] is True
@@ -94,7 +104,7 @@ async def test_subscribe_is_answered_in_the_command_resp_form_when_asked(simulat
     sim = simulator_factory(instruments_per_coin=10, push_interval=0.1,
                             extra_args=["--response-style", "command_resp"])
     symbols = sim.instruments()["ETH"][:2]
-    async with connect(sim.ws_url) as ws:
+    async with open_stream(sim.ws_url) as ws:
         answer, _ = await request(ws, "subscribe", [*topics(symbols), "tickers.ETH-1JAN20-1-C"])
         assert answer["type"] == "COMMAND_RESP"
         assert answer["success"] is False
@@ -109,7 +119,7 @@ async def test_unknown_symbols_and_topics_fail_while_valid_ones_still_stream(
         fast_sim: SimulatorHandle) -> None:
     good = fast_sim.instruments()["SOL"][0]
     bad = ["tickers.SOL-1JAN20-100-C", "orderbook.25.SOL-1JAN20-100-C", "tickers.*", "tickers."]
-    async with connect(fast_sim.ws_url) as ws:
+    async with open_stream(fast_sim.ws_url) as ws:
         answer, _ = await request(ws, "subscribe", [f"tickers.{good}", *bad])
         assert answer["success"] is False
         for topic in bad:
@@ -119,7 +129,7 @@ async def test_unknown_symbols_and_topics_fail_while_valid_ones_still_stream(
 
 async def test_a_subscription_past_2000_args_fails_entirely(fast_sim: SimulatorHandle) -> None:
     symbols = fast_sim.instruments()["BTC"]
-    async with connect(fast_sim.ws_url) as ws:
+    async with open_stream(fast_sim.ws_url) as ws:
         answer, _ = await request(ws, "subscribe", [f"tickers.{symbols[0]}"] * 2001)
         assert answer["success"] is False
         assert "2000" in answer["ret_msg"]
@@ -131,7 +141,7 @@ async def test_a_subscription_past_2000_args_fails_entirely(fast_sim: SimulatorH
 async def test_a_connection_may_hold_21000_characters_of_args_in_total(simulator: SimulatorHandle) -> None:
     listed = simulator.instruments()
     btc, eth = topics(listed["BTC"]), topics(listed["ETH"])
-    async with connect(simulator.ws_url) as ws:
+    async with open_stream(simulator.ws_url) as ws:
         answer, _ = await request(ws, "subscribe", btc)  # ~19 kB of args
         assert answer["success"] is True, answer["ret_msg"]
         budget = 21000 - sum(map(len, btc))
@@ -150,7 +160,7 @@ async def test_a_connection_may_hold_21000_characters_of_args_in_total(simulator
 
 async def test_unsubscribed_symbols_stop_streaming(fast_sim: SimulatorHandle) -> None:
     keep, drop = fast_sim.instruments()["ETH"][:2]
-    async with connect(fast_sim.ws_url) as ws:
+    async with open_stream(fast_sim.ws_url) as ws:
         await request(ws, "subscribe", topics([keep, drop]))
         await collect_until(ws, lambda d: d.get("topic") == f"tickers.{drop}")
         answer, _ = await request(ws, "unsubscribe", [f"tickers.{drop}", "tickers.ETH-1JAN20-1-C"])
@@ -163,7 +173,7 @@ async def test_unsubscribed_symbols_stop_streaming(fast_sim: SimulatorHandle) ->
 
 
 async def test_ping_is_answered_with_the_option_pong(fast_sim: SimulatorHandle) -> None:
-    async with connect(fast_sim.ws_url) as ws:
+    async with open_stream(fast_sim.ws_url) as ws:
         before = int(time.time() * 1000)
         await ws.send(json.dumps({"req_id": "hb-1", "op": "ping"}))
         pong = json.loads(await ws.recv())
@@ -178,7 +188,7 @@ async def test_ping_is_answered_with_the_option_pong(fast_sim: SimulatorHandle) 
 
 async def test_invalid_json_and_unknown_ops_are_refused_and_the_connection_lives_on(
         fast_sim: SimulatorHandle) -> None:
-    async with connect(fast_sim.ws_url) as ws:
+    async with open_stream(fast_sim.ws_url) as ws:
         await ws.send("{oops")
         refused = json.loads(await ws.recv())
         assert refused["success"] is False
@@ -192,7 +202,7 @@ async def test_invalid_json_and_unknown_ops_are_refused_and_the_connection_lives
 
 async def test_ticker_pushes_are_well_formed_bybit_snapshots(fast_sim: SimulatorHandle) -> None:
     symbols = fast_sim.instruments()["BTC"][:10] + fast_sim.instruments()["SOL"][-10:]
-    async with connect(fast_sim.ws_url) as ws:
+    async with open_stream(fast_sim.ws_url) as ws:
         await request(ws, "subscribe", topics(symbols))
         count = 0
         pushes: list[dict[str, Any]] = []
@@ -222,7 +232,7 @@ async def test_ticker_pushes_are_well_formed_bybit_snapshots(fast_sim: Simulator
 
 async def test_truth_is_the_last_frame_each_client_received(fast_sim: SimulatorHandle) -> None:
     symbols = fast_sim.instruments()["ETH"][:15]
-    async with connect(fast_sim.ws_url) as one, connect(fast_sim.ws_url) as two:
+    async with open_stream(fast_sim.ws_url) as one, open_stream(fast_sim.ws_url) as two:
         received: dict[ClientConnection, list[str | bytes]] = {one: [], two: []}
         for ws, wanted in ((one, symbols), (two, symbols[:5])):
             await request(ws, "subscribe", topics(wanted))
@@ -252,14 +262,14 @@ async def test_truth_is_the_last_frame_each_client_received(fast_sim: SimulatorH
 
 async def test_other_websocket_paths_are_404(fast_sim: SimulatorHandle) -> None:
     with pytest.raises(InvalidStatus) as caught:
-        async with connect(fast_sim.ws_url.replace("/option", "/linear")):
+        async with open_stream(fast_sim.ws_url.replace("/option", "/linear")):
             pass
     assert caught.value.response.status_code == 404
 
 
 async def test_a_connection_with_no_ping_and_no_data_is_closed(simulator_factory: Factory) -> None:
     sim = simulator_factory(instruments_per_coin=5, extra_args=["--idle-timeout", "0.5"])
-    async with connect(sim.ws_url) as ws:
+    async with open_stream(sim.ws_url) as ws:
         with pytest.raises(ConnectionClosed):
             async with asyncio.timeout(10):
                 await ws.recv()
