@@ -21,6 +21,7 @@ from typing import Any, Final
 
 import orjson
 
+from common.logs import LogThrottle
 from simulator import frames, malformed
 from simulator.connection import Connection
 from simulator.faults import Faults
@@ -61,6 +62,7 @@ class Counters:
     drops_scheduled: int = 0  # connections aborted by the drop_every fault
     idle_closes: int = 0
     rest_calls: int = 0
+    rest_params_errors: int = 0
     rate_limits_sent: int = 0
     rate_limits_by_form: dict[str, int] = field(default_factory=dict)
     instruments_listed: int = 0
@@ -90,6 +92,7 @@ class Exchange:
         self._malformed_rng = random.Random(options.seed ^ 0xBAD)
         self._drop_rng = random.Random(options.seed ^ 0xD0)
         self._rate_limit_index = 0
+        self._log_throttle = LogThrottle(period=10.0, burst=5, clock=monotonic)
         for coin in options.coins:
             for ins in self._generators[coin].take(options.instruments_for(coin)):
                 self._add(ins)
@@ -343,6 +346,10 @@ class Exchange:
 
     def _refuse(self, conn: Connection, req_id: Any, op: Any, reason: str) -> None:
         self.counters.bad_requests += 1
+        allowed, suppressed = self._log_throttle.allow("bad_request")
+        if allowed:
+            log.info("refused client request", extra={"conn_id": conn.conn_id, "reason": reason,
+                                                      "suppressed": suppressed})
         conn.outbox.answer(frames.error_answer(conn_id=conn.conn_id, req_id=req_id, op=op, ret_msg=reason))
 
     # --- REST faults ------------------------------------------------------------------------
@@ -357,6 +364,13 @@ class Exchange:
         self.counters.rate_limits_sent += 1
         self.counters.rate_limits_by_form[form] = self.counters.rate_limits_by_form.get(form, 0) + 1
         return rate_limit_answer(form, now_ms=self.now_ms())
+
+    def rest_refused(self, path: str, reason: str) -> None:
+        """A REST call was answered retCode 10001 (a client bug worth seeing in the log)."""
+        self.counters.rest_params_errors += 1
+        allowed, suppressed = self._log_throttle.allow("rest_params")
+        if allowed:
+            log.info("refused REST call", extra={"path": path, "reason": reason, "suppressed": suppressed})
 
     # --- faults and state -------------------------------------------------------------------
     def set_faults(self, changes: dict[str, Any]) -> Faults:

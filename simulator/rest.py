@@ -98,6 +98,7 @@ def _guarded(handler: Callable[[web.Request, Exchange], web.Response]) -> Handle
         try:
             return handler(request, exchange)
         except ParamsError as exc:
+            exchange.rest_refused(request.path, str(exc))
             return envelope({}, now_ms=exchange.now_ms(), ret_code=PARAMS_ERROR, ret_msg=str(exc))
     return wrapped
 

@@ -52,7 +52,8 @@ async def push_loop(exchange: Exchange) -> None:
         await asyncio.sleep(max(next_push - loop.time(), 0.0))
         now = loop.time()
         if now - last_model >= model_interval * 0.999:
-            exchange.step_market(now - last_model)
+            # Nominal, not measured, time: the walk is then a function of the seed and the step count.
+            exchange.step_market(model_interval)
             last_model = now
         exchange.push_cycle()
         next_push += interval

@@ -274,3 +274,31 @@ async def test_a_connection_with_no_ping_and_no_data_is_closed(simulator_factory
             async with asyncio.timeout(10):
                 await ws.recv()
     assert sim.state()["counters"]["idle_closes"] == 1
+
+
+async def test_a_client_that_stops_reading_does_not_stall_the_others(simulator_factory: Factory) -> None:
+    sim = simulator_factory(push_interval=0.1)
+    btc = topics(sim.instruments()["BTC"])
+    eth = sim.instruments()["ETH"][:3]
+    # max_queue=1: websockets stops reading the socket as soon as one message waits unread.
+    slow = await connect(sim.ws_url, max_queue=1)
+    try:
+        await slow.send(json.dumps({"op": "subscribe", "args": btc}))
+        wait_until(lambda: sim.state()["counters"]["frames_conflated"] > 0, timeout=30,
+                   what="the slow client's backlog being conflated")
+        async with open_stream(sim.ws_url) as fast:
+            await request(fast, "subscribe", topics(eth))
+            since, _ = await server_ms(fast)
+            fresh = 0
+
+            def three_fresh_cycles(doc: dict[str, Any]) -> bool:
+                nonlocal fresh
+                fresh += doc.get("topic") == f"tickers.{eth[-1]}" and doc["ts"] > since
+                return fresh >= 3
+
+            await collect_until(fast, three_fresh_cycles)
+    finally:
+        slow.transport.abort()
+    counters = sim.state()["counters"]
+    assert counters["frames_conflated"] > 0
+    assert counters["frames_sent"] < counters["frames_pushed"]
