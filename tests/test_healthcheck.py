@@ -17,7 +17,7 @@ import pytest
 from common import keys
 from scripts.healthcheck import tiers
 from scripts.healthcheck.redis_checks import reconnects_per_hour
-from tests.servers import RedisServer, free_port, python_env, repo_root
+from tests.servers import ManagedProcess, RedisServer, free_port, port_open, python_env, repo_root, wait_until
 
 COINS = ("BTC", "ETH")
 
@@ -204,3 +204,48 @@ def test_tiers_are_strictly_above_their_thresholds() -> None:
     assert tiers.REDIS_MEMORY_RATIO.classify(0.91) == "critical"
     assert tiers.worst(["ok", "info", "warning"]) == "warning"
     assert tiers.worst([]) == "ok"
+
+
+def _with_real_api(redis_server: RedisServer, tmp_path: Any) -> tuple[ManagedProcess, str]:
+    port = free_port()
+    api = ManagedProcess([sys.executable, "-m", "api"], tmp_path / "api.log", cwd=str(repo_root()),
+                         env=python_env(REDIS_URL=redis_server.url, BYBIT_COINS=",".join(COINS),
+                                        API_HOST="127.0.0.1", API_PORT=str(port), LOG_FORMAT="text"))
+    api.start()
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: port_open(port), timeout=30, what=f"the API on port {port}")
+    return api, url
+
+
+def _check_with_api(redis_url: str, api_url: str) -> tuple[int, dict[str, Any]]:
+    done = subprocess.run(
+        [sys.executable, "-m", "scripts.healthcheck", "--json", "--api-url", api_url],
+        capture_output=True, text=True, cwd=repo_root(), timeout=60, check=False,
+        env=python_env(REDIS_URL=redis_url, BYBIT_COINS=",".join(COINS)),
+    )
+    return done.returncode, json.loads(done.stdout)
+
+
+def test_a_ready_real_api_is_ok_and_a_stale_one_is_a_warning(
+    redis_server: RedisServer, tmp_path: Any,
+) -> None:
+    client = redis_server.client()
+    now = time.time()
+    seed_healthy(client, now)
+    api, url = _with_real_api(redis_server, tmp_path)
+    try:
+        code, doc = _check_with_api(redis_server.url, url)
+        assert severities(doc)["api_ready"] == "ok", doc
+        assert code == 0, doc
+        # Data 100 s old: past the API's readiness limit (60 s), short of the 5-minute critical tier.
+        stale = now - 100
+        client.hset(keys.STATS_GLOBAL, keys.F_LAST_UPDATE, int(stale))
+        for coin in COINS:
+            client.hset(keys.coin_stats_key(coin), keys.F_COIN_LAST_UPDATE, stale)
+        code, doc = wait_until(
+            lambda: (r := _check_with_api(redis_server.url, url)) and r[1]["exit_code"] == 1 and r,
+            timeout=15, what="the API to report it is not ready")
+        assert severities(doc)["api_ready"] == "warning"
+        assert severities(doc)["staleness_BTC"] == "ok"
+    finally:
+        api.stop()
