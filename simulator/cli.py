@@ -55,10 +55,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=int, default=DEFAULT_PORT,
                    help="port for REST, WebSocket and /control/")
-    p.add_argument("--coins", type=_coins, default=("BTC", "ETH", "SOL"),
+    p.add_argument("--coins", type=_coins, default="BTC,ETH,SOL",
                    help="base coins to list (comma list)")
     p.add_argument("--instruments-per-coin", type=_positive_int, default=None,
-                   help="instruments listed per coin (default: BTC 700, ETH 700, SOL 600, others 300)")
+                   help="instruments listed per coin (default: %(default)s, meaning BTC 700, ETH 700, "
+                        "SOL 600 and 300 for other coins: about 2,000 in all)")
     p.add_argument("--push-interval", type=_push_interval, default=1.0,
                    help=f"seconds between ticker pushes per subscribed symbol; Bybit pushes at most every "
                         f"{BYBIT_PUSH_INTERVAL} s, lower values (down to {MIN_PUSH_INTERVAL}) "
