@@ -35,10 +35,21 @@ def build_app(exchange: Exchange) -> web.Application:
 
 
 async def _going_away(app: web.Application) -> None:
-    """On shutdown, close every WebSocket with 1001 (going away) instead of cutting it."""
-    sockets = app[SOCKETS]
-    for websocket in list(sockets):
-        await websocket.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+    """On shutdown, close every WebSocket with 1001 (going away); cut those that do not finish in time.
+
+    A client that has stopped reading never sees the close frame, so the closing handshakes run
+    concurrently under one deadline and whatever is left is aborted.
+    """
+    registered = app[SOCKETS]
+    sockets = list(registered)
+    try:
+        async with asyncio.timeout(SHUTDOWN_TIMEOUT), asyncio.TaskGroup() as tg:
+            for websocket in sockets:
+                tg.create_task(websocket.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown"))
+    except TimeoutError:
+        exchange = app[EXCHANGE]
+        cut = sum(1 for conn in list(exchange.connections.values()) if conn.abort())
+        log.info("cut connections that did not close in time", extra={"count": cut})
 
 
 async def push_loop(exchange: Exchange) -> None:
