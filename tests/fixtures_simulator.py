@@ -110,10 +110,9 @@ class SimulatorHandle:
 
         wait_until(ready, timeout=30, what=f"simulator on port {self.port} (log: {self.log_path})")
 
-    def stop(self) -> None:
-        """SIGTERM the subprocess (SIGKILL after 5 s) and wait for it."""
-        if self._proc is not None:
-            self._proc.stop()
+    def stop(self) -> int | None:
+        """SIGTERM the subprocess (SIGKILL after 5 s), wait for it; its exit code."""
+        return self._proc.stop() if self._proc is not None else None
 
     @property
     def running(self) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import socket
 import subprocess
@@ -10,6 +12,8 @@ import urllib.request
 from collections.abc import Callable
 
 import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosedOK
 
 from tests.fixtures_simulator import SimulatorHandle
 from tests.servers import LOOPBACK, python_env, repo_root
@@ -95,3 +99,17 @@ def test_state_reports_config_faults_and_counters(simulator_factory: Factory) ->
     assert faults["no_pong"] is False
     assert faults["malformed_ratio"] == 0.0
     assert faults["response_style"] == "command_resp"  # an answer form, kept from start-up
+
+
+async def test_sigterm_closes_websockets_with_going_away_and_exits_0(simulator_factory: Factory) -> None:
+    sim = simulator_factory(instruments_per_coin=5, push_interval=0.1)
+    async with connect(sim.ws_url, max_queue=None) as ws:
+        args = [f"tickers.{s}" for s in sim.instruments()["BTC"]]
+        await ws.send(json.dumps({"op": "subscribe", "args": args}))
+        await ws.recv()
+        code = await asyncio.to_thread(sim.stop)
+        with contextlib.suppress(ConnectionClosedOK):  # an abnormal close would fail the test
+            while True:
+                await ws.recv()
+        assert ws.close_code == 1001
+    assert code == 0
