@@ -119,6 +119,8 @@ def instruments_info(request: web.Request, exchange: Exchange) -> web.Response:
         if after is None:
             raise ParamsError("params error: cursor is invalid")
     symbol = request.query.get("symbol") or None
+    if symbol is not None and "baseCoin" not in request.query:
+        coin = exchange.coin_of(symbol) or coin
     items, next_key = exchange.instruments_page(coin, after, limit, symbol=symbol)
     result = {
         "category": "option",

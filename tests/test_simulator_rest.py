@@ -113,6 +113,13 @@ def test_without_base_coin_the_answer_is_btc(small_sim: SimulatorHandle) -> None
     assert len(doc["result"]["list"]) == 40
 
 
+def test_one_symbol_can_be_asked_for_without_its_coin(small_sim: SimulatorHandle) -> None:
+    symbol = small_sim.instruments()["SOL"][7]
+    doc = get_json(small_sim, f"/v5/market/instruments-info?category=option&symbol={symbol}")
+    assert [i["symbol"] for i in doc["result"]["list"]] == [symbol]
+    assert doc["result"]["nextPageCursor"] == ""
+
+
 def test_an_unlisted_coin_has_no_instruments(small_sim: SimulatorHandle) -> None:
     doc = get_json(small_sim, "/v5/market/instruments-info?category=option&baseCoin=XRP")
     assert doc["retCode"] == 0
