@@ -1,0 +1,78 @@
+"""Latest ticker per symbol, and which ones Redis has not seen yet (pure).
+
+Option tickers are snapshots: a newer one makes an older, unwritten one worthless. So
+the ingest keeps exactly one entry per symbol — the newest — and a set of "dirty"
+symbols changed since the last successful write. A flush writes each dirty symbol
+once, however many frames arrived for it; while Redis is down, frames keep replacing
+entries and nothing queues up. Memory is bounded by the number of tracked symbols,
+never by the length of an outage.
+
+The entries of every symbol stay after they are written: after a Redis restart (an
+empty Redis), :meth:`mark_all_dirty` lets the next flush write the whole state again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import NamedTuple
+
+
+class Entry(NamedTuple):
+    """A symbol's newest ticker and when it was made (exchange) and received (here)."""
+
+    coin: str
+    ts: int  # exchange ms
+    recv_ms: int  # arrival ms
+    data: dict[str, str]
+
+
+class Coalescer:
+    """symbol -> newest :class:`Entry`, plus the dirty set."""
+
+    def __init__(self) -> None:
+        self.latest: dict[str, Entry] = {}
+        self._dirty: dict[str, None] = {}
+        self.stale_dropped = 0  # frames older than the entry they would replace
+
+    def __len__(self) -> int:
+        return len(self.latest)
+
+    @property
+    def pending(self) -> int:
+        """Symbols changed since their last successful write."""
+        return len(self._dirty)
+
+    def put(self, symbol: str, coin: str, ts: int, recv_ms: int, data: dict[str, str]) -> bool:
+        """Keep this ticker unless a newer one (by exchange ``ts``) is already held."""
+        current = self.latest.get(symbol)
+        if current is not None and ts < current.ts:
+            self.stale_dropped += 1
+            return False
+        self.latest[symbol] = Entry(coin, ts, recv_ms, data)
+        self._dirty[symbol] = None
+        return True
+
+    def take(self) -> list[tuple[str, Entry]]:
+        """The dirty entries, now clean; give them back with :meth:`restore` if the write fails."""
+        if not self._dirty:
+            return []
+        latest = self.latest
+        batch = [(symbol, latest[symbol]) for symbol in self._dirty]
+        self._dirty = {}
+        return batch
+
+    def restore(self, batch: Iterable[tuple[str, Entry]]) -> None:
+        """A write failed: mark its symbols dirty again (newer entries stay newer)."""
+        for symbol, _entry in batch:
+            if symbol in self.latest:
+                self._dirty[symbol] = None
+
+    def mark_all_dirty(self) -> None:
+        """Redis lost its data (restart): everything must be written again."""
+        self._dirty = dict.fromkeys(self.latest)
+
+    def remove(self, symbols: Iterable[str]) -> None:
+        """Forget delivered symbols."""
+        for symbol in symbols:
+            self.latest.pop(symbol, None)
+            self._dirty.pop(symbol, None)

@@ -1,0 +1,82 @@
+"""The reconnect policy of one connection: backoff + circuit breaker + "never give up" (pure).
+
+The WebSocket loop (:mod:`ingest.connection`) reports what happened — a connection was
+established, a connect attempt failed, an established connection died — and asks
+this object how long to wait. Policy and mechanism stay apart, as in the websockets
+library (``process_exception`` decides, ``reconnect_delays`` paces): this object is
+both answers, and it is testable with a fake clock and a fixed random source.
+
+- Backoff: the seed's ``min(cap, 2**attempt)`` plus 10-30 % jitter. The attempt count
+  only starts again from zero once a connection has stayed up for ``reset_after``
+  seconds, so a connection that opens and dies every few seconds (the seed's 45-60 s
+  drops, or a proxy that accepts and hangs up) backs off instead of spinning.
+- Breaker: ``failures`` consecutive failures without an established connection open it
+  for ``recovery`` seconds; then one half-open probe.
+- Never give up: past ``max_attempts`` the delay stays at the cap, and :attr:`stuck`
+  says so (logged once, exported as the consecutive-failure count).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+
+from ingest.backoff import Backoff
+from ingest.breaker import CircuitBreaker, State
+
+
+class ReconnectPolicy:
+    """Decides the wait before each (re)connect attempt of one connection."""
+
+    def __init__(self, *, cap: float, reset_after: float, max_attempts: int, circuit_failures: int,
+                 circuit_recovery: float, clock: Callable[[], float] = time.monotonic,
+                 uniform: Callable[[float, float], float] = random.uniform) -> None:
+        self.backoff = Backoff(cap=cap, uniform=uniform)
+        self.breaker = CircuitBreaker(failures=circuit_failures, recovery=circuit_recovery, clock=clock)
+        self.reset_after = reset_after
+        self.max_attempts = max_attempts
+        self._clock = clock
+        self._established_at: float | None = None
+        self.established_count = 0
+        self.failures_since_established = 0
+
+    @property
+    def consecutive_failures(self) -> int:
+        """Failures since the last established connection (0 while one is up)."""
+        return self.failures_since_established
+
+    @property
+    def stuck(self) -> bool:
+        """True once the attempts exceed ``max_attempts`` (it keeps trying at the cap)."""
+        return self.backoff.attempt > self.max_attempts
+
+    @property
+    def circuit_open(self) -> bool:
+        return self.breaker.state is State.OPEN
+
+    def established(self) -> bool:
+        """A connection is up and subscribed; returns True when it is a *re*-connection."""
+        self._established_at = self._clock()
+        self.established_count += 1
+        self.failures_since_established = 0
+        self.breaker.record_success()
+        return self.established_count > 1
+
+    def healthy_for(self) -> float:
+        """Seconds the current connection has been up (0 when none is)."""
+        return 0.0 if self._established_at is None else self._clock() - self._established_at
+
+    def failed(self) -> float:
+        """A connect attempt failed or an established connection died: the wait before the next one.
+
+        The wait is the larger of the backoff delay and the time until the breaker allows
+        a probe.
+        """
+        if self._established_at is not None and self._clock() - self._established_at >= self.reset_after:
+            self.backoff.reset()
+        self._established_at = None
+        self.failures_since_established += 1
+        self.breaker.record_failure()
+        delay = self.backoff.next_delay(at_cap=self.backoff.attempt >= self.max_attempts)
+        return max(delay, self.breaker.wait_time())

@@ -1,0 +1,253 @@
+"""One connection's subscriptions: what to send next and what each answer means (sans-I/O).
+
+The connection owns a *wanted* set of symbols (its shard). On every new socket all of
+them are subscribed again, in requests of at most ``chunk`` topics; while the socket
+lives, symbols added to or removed from the shard become subscribe/unsubscribe
+requests on that socket only. Every request carries a ``req_id`` and every answer is
+matched to its request:
+
+- COMMAND_RESP form: ``successTopics`` are confirmed, ``failTopics`` failed;
+- "op" form: ``success: true`` confirms the whole request. ``success: false`` names the
+  failed topics in ``ret_msg`` when only some failed; a topic it calls "already
+  subscribed" is in fact subscribed. When ``ret_msg`` names none of the request's
+  topics, the request was rejected as a whole (too many args, args too long...).
+
+A request rejected as a whole is split: its topics are queued again and the chunk
+size is halved (down to 1), since Bybit bounds requests and connections by size.
+Other failures are retried ``max_retries`` times (counted each time); then the topic
+is parked until the next reconnect or refresh (:meth:`retry_parked`). A request
+whose answer does not come within the timeout counts as failed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Final
+
+from ingest.frames import TOPIC_PREFIX, CommandAnswer, topics_named
+
+SUBSCRIBE: Final = "subscribe"
+UNSUBSCRIBE: Final = "unsubscribe"
+_MORE: Final = re.compile(r"\band \d+ more\b|\.\.\.")
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One request on the wire."""
+
+    req_id: str
+    op: str
+    symbols: tuple[str, ...]
+    sent_at: float
+    attempts: tuple[int, ...] = ()  # failed attempts so far, per symbol (subscribe only)
+
+    @property
+    def args(self) -> list[str]:
+        return [TOPIC_PREFIX + s for s in self.symbols]
+
+
+@dataclass(slots=True)
+class Result:
+    """What one answer (or timeout) changed."""
+
+    confirmed: list[str] = field(default_factory=list)
+    retrying: list[str] = field(default_factory=list)
+    parked: list[str] = field(default_factory=list)  # gave up until the next reconnect/refresh
+    split: bool = False  # the request was rejected as a whole and will be resent smaller
+    failed: bool = False  # the request did not fully succeed (counted as subscribe_failed)
+    reason: str = ""
+
+
+def _symbols_of(topics: Iterable[str]) -> set[str]:
+    n = len(TOPIC_PREFIX)
+    return {t[n:] for t in topics if t.startswith(TOPIC_PREFIX)}
+
+
+class Subscriptions:
+    """Wanted, confirmed, in-flight and queued topics of one connection."""
+
+    def __init__(self, *, name: str, chunk: int, max_retries: int = 3) -> None:
+        if chunk < 1 or max_retries < 0:
+            raise ValueError("chunk must be >= 1 and max_retries >= 0")
+        self.name = name
+        self.chunk = chunk
+        self.max_retries = max_retries
+        self.wanted: set[str] = set()
+        self.confirmed: set[str] = set()
+        self.parked: set[str] = set()
+        self._to_subscribe: dict[str, int] = {}  # symbol -> attempts so far (ordered)
+        self._to_unsubscribe: dict[str, None] = {}
+        self._in_flight: dict[str, Request] = {}
+        self._seq = itertools.count(1)
+        self.connected = False
+
+    # --- what the connection is asked to hold -----------------------------------------------
+    def add(self, symbols: Iterable[str]) -> None:
+        """Symbols newly assigned to this connection (subscribed now if connected)."""
+        for symbol in symbols:
+            if symbol in self.wanted:
+                continue
+            self.wanted.add(symbol)
+            self._to_unsubscribe.pop(symbol, None)
+            if self.connected:
+                self._to_subscribe.setdefault(symbol, 0)
+
+    def remove(self, symbols: Iterable[str]) -> None:
+        """Symbols no longer assigned (delivered): unsubscribed if they were subscribed."""
+        for symbol in symbols:
+            if symbol not in self.wanted:
+                continue
+            self.wanted.discard(symbol)
+            self.parked.discard(symbol)
+            queued = self._to_subscribe.pop(symbol, None) is not None
+            if self.connected and not queued:
+                self._to_unsubscribe[symbol] = None
+
+    def retry_parked(self) -> int:
+        """Queue the topics that ran out of retries again; returns how many."""
+        parked = [s for s in self.parked if s in self.wanted]
+        self.parked.clear()
+        if self.connected:
+            for symbol in parked:
+                self._to_subscribe.setdefault(symbol, 0)
+        return len(parked)
+
+    # --- socket lifecycle ---------------------------------------------------------------------
+    def on_connected(self) -> None:
+        """A new socket: nothing is subscribed on it yet; queue every wanted symbol."""
+        self.connected = True
+        self.confirmed.clear()
+        self.parked.clear()
+        self._in_flight.clear()
+        self._to_unsubscribe.clear()
+        self._to_subscribe = dict.fromkeys(sorted(self.wanted), 0)
+
+    def on_disconnected(self) -> None:
+        self.connected = False
+        self.confirmed.clear()
+        self._in_flight.clear()
+        self._to_subscribe.clear()
+        self._to_unsubscribe.clear()
+
+    @property
+    def settled(self) -> bool:
+        """Nothing queued and nothing waiting for an answer."""
+        return not self._to_subscribe and not self._to_unsubscribe and not self._in_flight
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    # --- requests ------------------------------------------------------------------------------
+    def next_request(self, now: float) -> Request | None:
+        """The next request to send (unsubscribes first), or None when nothing is queued."""
+        if not self.connected:
+            return None
+        if self._to_unsubscribe:
+            batch = list(itertools.islice(self._to_unsubscribe, self.chunk))
+            for symbol in batch:
+                del self._to_unsubscribe[symbol]
+            op = UNSUBSCRIBE
+            attempts: tuple[int, ...] = ()
+        elif self._to_subscribe:
+            batch = list(itertools.islice(self._to_subscribe, self.chunk))
+            attempts = tuple(self._to_subscribe.pop(s) for s in batch)
+            op = SUBSCRIBE
+        else:
+            return None
+        request = Request(f"{self.name}-{next(self._seq)}", op, tuple(batch), now, attempts)
+        self._in_flight[request.req_id] = request
+        return request
+
+    @staticmethod
+    def _attempts(request: Request) -> dict[str, int]:
+        return dict(zip(request.symbols, request.attempts, strict=True))
+
+    def on_answer(self, answer: CommandAnswer) -> Result | None:
+        """Apply an answer; None when it matches no request of this socket (e.g. a stale one)."""
+        request = self._in_flight.pop(answer.req_id, None) if answer.req_id is not None else None
+        if request is None:
+            return None
+        if request.op == UNSUBSCRIBE:
+            self.confirmed.difference_update(request.symbols)
+            return Result(failed=not answer.success, reason=answer.ret_msg)
+        attempts = self._attempts(request)
+        ok, failed, whole = self._interpret(request, answer)
+        result = Result(failed=bool(failed), reason=answer.ret_msg)
+        live = [s for s in request.symbols if s in self.wanted]
+        for symbol in live:
+            if symbol in ok:
+                self.confirmed.add(symbol)
+                result.confirmed.append(symbol)
+        retry = [s for s in live if s in failed]
+        if whole and len(request.symbols) > 1:
+            # Rejected for its size: resend the same topics in smaller requests.
+            self.chunk = max(1, min(self.chunk, len(request.symbols) // 2))
+            result.split = True
+            for symbol in retry:
+                self._to_subscribe[symbol] = attempts[symbol]
+            result.retrying = retry
+            return result
+        self._requeue(retry, attempts, result)
+        return result
+
+    def _requeue(self, symbols: list[str], attempts: dict[str, int], result: Result) -> None:
+        for symbol in symbols:
+            tries = attempts.get(symbol, 0) + 1
+            if tries > self.max_retries:
+                self.parked.add(symbol)
+                result.parked.append(symbol)
+            else:
+                self._to_subscribe[symbol] = tries
+                result.retrying.append(symbol)
+
+    @staticmethod
+    def _interpret(request: Request, answer: CommandAnswer) -> tuple[set[str], set[str], bool]:
+        """(confirmed, failed, rejected-as-a-whole) for the request's symbols."""
+        mine = set(request.symbols)
+        if answer.success_topics is not None or answer.fail_topics is not None:
+            ok = _symbols_of(answer.success_topics or ()) & mine
+            failed = (_symbols_of(answer.fail_topics or ()) & mine) - ok
+            rest = mine - ok - failed
+            if answer.success:
+                ok |= rest
+            else:
+                failed |= rest
+            whole = not answer.success and not ok and not _named(answer.ret_msg, mine)
+            return ok, failed, whole and len(failed) > 1
+        if answer.success:
+            return mine, set(), False
+        named = _named(answer.ret_msg, mine)
+        if not named:
+            return set(), mine, True
+        already = {s for s, clause in named.items() if "already" in clause.lower()}
+        failed = set(named) - already
+        if _MORE.search(answer.ret_msg):
+            # The message was cut short: topics it did not name may have failed too.
+            # Resending them is safe, a subscribed one comes back "already subscribed".
+            failed |= mine - set(named)
+        return mine - failed, failed, False
+
+    def expire(self, now: float, timeout: float) -> list[Result]:
+        """Requests unanswered for ``timeout`` seconds count as failed and are retried."""
+        results = []
+        for req_id, request in list(self._in_flight.items()):
+            if now - request.sent_at < timeout:
+                continue
+            del self._in_flight[req_id]
+            if request.op == UNSUBSCRIBE:
+                results.append(Result(failed=True, reason="no answer"))
+                continue
+            attempts = self._attempts(request)
+            result = Result(failed=True, reason="no answer")
+            self._requeue([s for s in request.symbols if s in self.wanted], attempts, result)
+            results.append(result)
+        return results
+
+
+def _named(ret_msg: str, mine: set[str]) -> dict[str, str]:
+    n = len(TOPIC_PREFIX)
+    return {t[n:]: clause for t, clause in topics_named(ret_msg).items() if t[n:] in mine}
