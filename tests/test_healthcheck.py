@@ -114,6 +114,7 @@ def test_redis_memory_uses_the_configured_capacity_when_maxmemory_is_unset(
     ("ingest heartbeat gone", "ingest_heartbeat"),
     ("more than 10 failed reconnect attempts in a row", "ws_consecutive_failures"),
     ("a coin that never received a ticker", "staleness_BTC"),
+    ("a coin the ingest tracks but has no ticker for yet", "staleness_BTC"),
 ])
 def test_critical_conditions_exit_2_naming_the_check(
     redis_server: RedisServer, case: str, check: str,
@@ -127,6 +128,8 @@ def test_critical_conditions_exit_2_naming_the_check(
         client.delete(keys.INGEST_HEARTBEAT)
     elif case == "more than 10 failed reconnect attempts in a row":
         client.hset(keys.STATS_GLOBAL, keys.F_CONSECUTIVE_FAILURES, 11)
+    elif case == "a coin the ingest tracks but has no ticker for yet":
+        client.hset(keys.coin_stats_key("BTC"), keys.F_COIN_LAST_UPDATE, "0.0")
     else:
         client.delete(keys.coin_stats_key("BTC"))
     code, doc = healthcheck(redis_server.url)

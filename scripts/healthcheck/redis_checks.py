@@ -65,7 +65,7 @@ def check_staleness(snap: Snapshot, now: float) -> list[Finding]:
     for coin, stats in snap.coins.items():
         last = _float(stats, keys.F_COIN_LAST_UPDATE)
         name = f"staleness_{coin}"
-        if last is None:
+        if last is None or last <= 0:  # the ingest writes 0 for a coin with no ticker yet
             out.append(Finding(name, "critical", None, "s", f"no {coin} ticker has ever been written"))
             continue
         age = max(0.0, now - last)
