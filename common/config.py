@@ -53,6 +53,7 @@ class Settings:
     rest_backoff_initial: float = _knob("INGEST_REST_BACKOFF_INITIAL", 0.5, "Seed: first pause (s) after a rate-limit answer.")
     rest_backoff_factor: float = _knob("INGEST_REST_BACKOFF_FACTOR", 1.5, "Seed: pause multiplier per consecutive rate-limit answer.")
     rest_backoff_max: float = _knob("INGEST_REST_BACKOFF_MAX", 10.0, "Seed: longest pause (s) between REST calls.")
+    rest_ban_pause: float = _knob("INGEST_REST_BAN_PAUSE", 600.0, "Seconds all REST calls stop after HTTP 403, access too frequent (Bybit: the IP is banned; stop and wait at least 10 minutes).")
     refresh_interval: float = _knob("INGEST_REFRESH_INTERVAL", 300.0, "Seconds between instrument refreshes (new expiries list daily, delivered ones vanish at 08:00 UTC).")
 
     # --- ingest: WebSocket ---------------------------------------------------------
