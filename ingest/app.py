@@ -1,0 +1,122 @@
+"""The ingest worker: wires discovery, connections, writer and reporter, and shuts down cleanly.
+
+Tasks (one task group, every task owned):
+
+- discovery: instruments over REST at start (retried) and on the refresh timer;
+- the pool: one WebSocket connection per shard;
+- the writer: coalesced tickers to Redis every flush interval, through outages;
+- the reporter: stats, heartbeat, lag histogram, memory pressure, restart detection.
+
+SIGTERM/SIGINT set the stop event: connections close with code 1000, the writer makes
+a final flush and the reporter a final stats write, each bounded so the process exits
+0 well within 5 seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from typing import Final
+
+import aiohttp
+
+from common.config import Settings
+from ingest.coalescer import Coalescer
+from ingest.discovery import Discovery, InstrumentsClient
+from ingest.lag import LagHistogram
+from ingest.pool import Pool
+from ingest.pressure import MemoryPressure
+from ingest.ratelimit import RestRateLimiter
+from ingest.reporter import Reporter
+from ingest.sink import TickerSink
+from ingest.stats import Counters
+from ingest.store import RedisUnavailable, Store, make_redis
+from ingest.writer import Writer
+
+log = logging.getLogger("ingest")
+
+REDIS_TIMEOUT: Final = 2.0  # one Redis round trip; an outage is declared after this
+CLOSE_GRACE: Final = 2.5  # sockets closing at shutdown
+FINAL_WRITE_TIMEOUT: Final = 1.0  # final flush and final stats, each
+
+
+def install_signal_handlers(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+
+async def main(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
+    """Run until ``stop`` is set (by default: until SIGTERM or SIGINT)."""
+    if stop is None:
+        stop = asyncio.Event()
+        install_signal_handlers(stop)
+    counters = Counters(coins=settings.coins)
+    coalescer = Coalescer()
+    lag = LagHistogram()
+    pressure = MemoryPressure(threshold_bytes=settings.memory_pressure_bytes,
+                              ratio=settings.memory_pressure_ratio, normal_ttl=settings.option_ttl,
+                              pressure_ttl=settings.option_ttl_pressure)
+    redis = make_redis(settings.redis_url, timeout=REDIS_TIMEOUT)
+    store = Store(redis, timeout=REDIS_TIMEOUT)
+    writer = Writer(store=store, coalescer=coalescer, counters=counters, pressure=pressure,
+                    flush_interval=settings.flush_interval, retry_max=settings.redis_retry_max)
+    sink = TickerSink(coalescer=coalescer, counters=counters, lag=lag)
+    pool = Pool(settings=settings, sink=sink, counters=counters, stop=stop, grace=CLOSE_GRACE)
+    reporter = Reporter(store=store, writer=writer, counters=counters, lag=lag, pressure=pressure,
+                        connection_state=pool.state, interval=settings.stats_interval,
+                        heartbeat_ttl=settings.heartbeat_ttl)
+
+    def on_universe(universe: dict[str, set[str]]) -> None:
+        change = pool.apply(universe)
+        if change.removed:
+            writer.forget(change.removed)
+
+    limiter = RestRateLimiter(initial=settings.rest_backoff_initial, factor=settings.rest_backoff_factor,
+                              maximum=settings.rest_backoff_max, ban_pause=settings.rest_ban_pause)
+    log.info("starting", extra={"coins": list(settings.coins), "ws_url": settings.ws_url,
+                                "rest_url": settings.rest_url})
+    try:
+        async with aiohttp.ClientSession() as session:
+            client = InstrumentsClient(session, base_url=settings.rest_url, limiter=limiter,
+                                       counters=counters, page_limit=settings.rest_page_limit,
+                                       timeout=settings.rest_timeout)
+            discovery = Discovery(client, coins=settings.coins, refresh_interval=settings.refresh_interval,
+                                  retry_cap=settings.rest_backoff_max, on_universe=on_universe,
+                                  counters=counters)
+            async with asyncio.TaskGroup() as tg:
+                discovering = tg.create_task(discovery.run(), name="discovery")
+                connections = tg.create_task(pool.run(), name="pool")
+                writing = tg.create_task(writer.run(stop), name="writer")
+                reporting = tg.create_task(reporter.run(stop), name="reporter")
+                await stop.wait()
+                log.info("stopping")
+                discovering.cancel()
+                await connections
+                await writing
+                reporting.cancel()
+        await _final_writes(writer, reporter)
+    finally:
+        await redis.aclose()
+    log.info("stopped", extra={"messages": counters.messages, "redis_writes": counters.redis_writes})
+
+
+async def _final_writes(writer: Writer, reporter: Reporter) -> None:
+    """Last flush and stats after the sockets closed; bounded, never blocking the exit."""
+    for what, step in (("final flush", writer.flush), ("final stats", reporter.report)):
+        try:
+            async with asyncio.timeout(FINAL_WRITE_TIMEOUT):
+                ok = await step()
+        except (TimeoutError, RedisUnavailable) as exc:
+            log.warning(f"{what} not completed", extra={"error": repr(exc)})
+            continue
+        if not ok:
+            log.warning(f"{what} not completed", extra={"pending": writer.coalescer.pending})
+
+
+def run(settings: Settings) -> None:
+    """Entry point: the event loop until a signal stops it."""
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main(settings))

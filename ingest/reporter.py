@@ -1,0 +1,95 @@
+"""Every stats interval: stats hashes, heartbeat, lag histogram, and a look at Redis itself.
+
+Writes ``stats:global``, ``stats:coin:<COIN>``, ``stats:lag`` and the heartbeat (with
+its TTL, so it vanishes when the ingest dies), all as absolute values. Then reads
+Redis' ``INFO``: a new ``run_id`` means Redis restarted behind our back (possibly
+without a single failed command), so the writer rewrites everything; ``used_memory``
+against the threshold switches the short TTL on or off (:mod:`ingest.pressure`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable
+
+from common import errors
+from common.logs import LogThrottle
+from ingest import process_stats
+from ingest.lag import LagHistogram
+from ingest.pressure import MemoryPressure
+from ingest.stats import ConnectionState, Counters, coin_fields, global_fields, heartbeat_fields
+from ingest.store import RedisUnavailable, Store
+from ingest.writer import Writer
+
+log = logging.getLogger("ingest.reporter")
+
+
+class Reporter:
+    """Writes the ingest's health into Redis and watches Redis' identity and memory."""
+
+    def __init__(self, *, store: Store, writer: Writer, counters: Counters, lag: LagHistogram,
+                 pressure: MemoryPressure, connection_state: Callable[[], ConnectionState],
+                 interval: float, heartbeat_ttl: float) -> None:
+        self.store = store
+        self.writer = writer
+        self.counters = counters
+        self.lag = lag
+        self.pressure = pressure
+        self.connection_state = connection_state
+        self.interval = interval
+        self.heartbeat_ttl = heartbeat_ttl
+        self.run_id: str | None = None
+        self._throttle = LogThrottle(period=60.0, burst=2)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await self.report()
+            try:
+                async with asyncio.timeout(self.interval):
+                    await stop.wait()
+            except TimeoutError:
+                pass
+
+    async def report(self) -> bool:
+        """One round: stats out, INFO in. False when Redis could not be reached."""
+        try:
+            counters, writer = self.counters, self.writer
+            refused = await self.store.write_stats(
+                global_doc=global_fields(counters, self.connection_state(), ttl=self.pressure.ttl,
+                                         pressure=self.pressure.active, pending=writer.coalescer.pending),
+                coin_docs={c: coin_fields(counters, c, writer.tracked(c)) for c in counters.coins},
+                lag_doc=self.lag.fields(),
+                heartbeat_doc=heartbeat_fields(now=time.time(), pid=os.getpid(),
+                                               rss_bytes=process_stats.rss_bytes(),
+                                               cpu_seconds=process_stats.cpu_seconds(),
+                                               started_at=self.counters.started_at),
+                heartbeat_ttl=self.heartbeat_ttl)
+            info = await self.store.server_info()
+        except RedisUnavailable as exc:
+            # The writer counts the outage and owns the retry pace; only note it here.
+            allowed, suppressed = self._throttle.allow("unavailable")
+            if allowed:
+                log.warning("stats not written: redis unavailable", extra={
+                    "error_type": errors.REDIS_ERROR, "error": str(exc)[:300], "suppressed": suppressed})
+            return False
+        if refused:
+            self.counters.error(errors.REDIS_ERROR, len(refused))
+            log.error("redis refused stats writes", extra={
+                "error_type": errors.REDIS_ERROR, "first": str(refused[0])[:200]})
+        if self.run_id is not None and info.run_id != self.run_id:
+            self.writer.resync("redis run_id changed (restart)")
+        self.run_id = info.run_id
+        if self.pressure.update(info.used_memory, info.maxmemory):
+            log.warning("memory pressure changed", extra={
+                "memory_pressure": self.pressure.active, "ttl_seconds": self.pressure.ttl,
+                "used_memory": info.used_memory, "maxmemory": info.maxmemory})
+            try:
+                await self.writer.apply_ttl(self.pressure.ttl)
+            except RedisUnavailable as exc:
+                log.warning("TTL change not applied yet", extra={
+                    "error_type": errors.REDIS_ERROR, "error": str(exc)[:300]})
+                return False
+        return True

@@ -1,0 +1,146 @@
+"""Every Redis call of the ingest (redis.asyncio with hiredis), each bounded by a timeout.
+
+Two paths:
+
+- the hot one, :meth:`Store.execute`: a batch of pre-rendered RESP commands
+  (:mod:`ingest.resp`) written to one pooled connection in a single write, then every
+  reply read back. An error reply (``WRONGTYPE``, ``OOM``) fails only its own command;
+  the caller learns which ones failed;
+- the rest (stats, heartbeat, INFO): redis-py's pipeline, a few commands per second.
+
+Connection-level failures (refused, reset, timed out) raise :class:`RedisUnavailable`,
+which the writer treats as an outage: keep state in memory, retry with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError, ResponseError
+
+from common import keys
+
+
+class RedisUnavailable(Exception):
+    """Redis could not be reached or did not answer in time (the message says how)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerInfo:
+    """What the ingest needs from ``INFO``: who Redis is (``run_id``) and its memory."""
+
+    run_id: str
+    used_memory: int
+    maxmemory: int
+
+
+def make_redis(url: str, *, timeout: float) -> Redis:
+    """A client that fails fast: no hidden retries (the writer owns the retry policy).
+
+    Reads have no socket timeout of their own: every call here is wrapped in
+    ``asyncio.timeout``, once per batch rather than once per reply.
+    """
+    return Redis.from_url(
+        url, socket_connect_timeout=timeout, socket_timeout=None, socket_keepalive=True,
+        retry=Retry(NoBackoff(), 0), health_check_interval=0, decode_responses=False,
+        max_connections=8,
+    )
+
+
+class Store:
+    """The ingest's Redis operations."""
+
+    def __init__(self, redis: Redis, *, timeout: float) -> None:
+        self.redis = redis
+        self.timeout = timeout
+
+    async def execute(self, commands: Sequence[bytes]) -> list[ResponseError | None]:
+        """Send RESP ``commands`` in one write; per command, None or its error reply."""
+        if not commands:
+            return []
+        pool = self.redis.connection_pool
+        try:
+            async with asyncio.timeout(self.timeout):
+                conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise RedisUnavailable(f"connect: {exc!r}") from exc
+        try:
+            async with asyncio.timeout(self.timeout):
+                await conn.send_packed_command(b"".join(commands), check_health=False)
+                results: list[ResponseError | None] = []
+                read = conn.read_response
+                for _ in commands:
+                    try:
+                        await read()
+                    except ResponseError as exc:
+                        results.append(exc)
+                    else:
+                        results.append(None)
+        except (RedisError, OSError, TimeoutError) as exc:
+            await conn.disconnect(nowait=True)
+            await self._drop_idle()
+            raise RedisUnavailable(f"batch of {len(commands)}: {exc!r}") from exc
+        except BaseException:
+            # Cancelled mid-batch: unread replies would poison the connection for its next user.
+            await conn.disconnect(nowait=True)
+            raise
+        finally:
+            await pool.release(conn)
+        return results
+
+    async def _drop_idle(self) -> None:
+        """After a connection failed, its idle siblings are likely dead too (a Redis restart):
+        drop them so the next call connects afresh instead of failing once per pooled socket."""
+        await self.redis.connection_pool.disconnect(inuse_connections=False)
+
+    async def _pipeline(self, fill: Any) -> list[Any]:
+        try:
+            async with asyncio.timeout(self.timeout):
+                pipe = self.redis.pipeline(transaction=False)
+                fill(pipe)
+                result: list[Any] = await pipe.execute(raise_on_error=False)
+        except (RedisError, OSError, TimeoutError) as exc:
+            await self._drop_idle()
+            raise RedisUnavailable(repr(exc)) from exc
+        return result
+
+    async def ping(self) -> None:
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self.redis.ping()
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise RedisUnavailable(repr(exc)) from exc
+
+    async def server_info(self) -> ServerInfo:
+        """Redis' run id (changes on restart) and its used/max memory, in one round trip."""
+        def fill(pipe: Any) -> None:
+            pipe.info("server")
+            pipe.info("memory")
+        server, memory = await self._pipeline(fill)
+        if isinstance(server, Exception) or isinstance(memory, Exception):
+            raise RedisUnavailable(f"INFO failed: {server!r} {memory!r}")
+        return ServerInfo(run_id=str(server.get("run_id", "")),
+                          used_memory=int(memory.get("used_memory", 0)),
+                          maxmemory=int(memory.get("maxmemory", 0)))
+
+    async def write_stats(self, *, global_doc: Mapping[str, str], coin_docs: Mapping[str, Mapping[str, str]],
+                          lag_doc: Mapping[str, str], heartbeat_doc: Mapping[str, str],
+                          heartbeat_ttl: float) -> list[Exception]:
+        """``stats:global``, per-coin stats, the lag histogram and the heartbeat (with its TTL).
+
+        Returns the error replies (e.g. a key of the wrong type), which the caller counts.
+        """
+        def fill(pipe: Any) -> None:
+            pipe.hset(keys.STATS_GLOBAL, mapping=dict(global_doc))
+            for coin, doc in coin_docs.items():
+                pipe.hset(keys.coin_stats_key(coin), mapping=dict(doc))
+            pipe.hset(keys.STATS_LAG, mapping=dict(lag_doc))
+            pipe.hset(keys.INGEST_HEARTBEAT, mapping=dict(heartbeat_doc))
+            pipe.pexpire(keys.INGEST_HEARTBEAT, max(1, int(heartbeat_ttl * 1000)))
+        return [r for r in await self._pipeline(fill) if isinstance(r, Exception)]

@@ -1,0 +1,206 @@
+"""Coalesced tickers into Redis: one pipelined batch every flush interval, through outages.
+
+Each flush takes the dirty symbols from the :class:`~ingest.coalescer.Coalescer` and
+writes, in one round trip: per symbol ``HSET option:{SYMBOL}`` (Bybit's fields as
+received, plus ``ts`` and ``recv_ts``) and ``EXPIRE`` (the TTL in force), one ``SADD``
+per coin for symbols not yet in its index, and the deletions of delivered symbols.
+
+When Redis is unreachable the batch goes back to the coalescer (which keeps only the
+newest ticker per symbol, so memory stays bounded), the writer stops trying every
+flush and probes Redis with a growing pause (up to ``redis_retry_max``). When Redis
+answers again, everything held is written — all of it, not only what changed during
+the outage, because a restarted Redis is empty: the indexes are rebuilt too, and the
+stats reporter rewrites the stats hashes with absolute values at its next interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Final
+
+from common import errors, keys
+from common.logs import LogThrottle
+from ingest import resp
+from ingest.coalescer import Coalescer, Entry
+from ingest.pressure import MemoryPressure
+from ingest.stats import Counters
+from ingest.store import RedisUnavailable, Store
+
+log = logging.getLogger("ingest.writer")
+
+#: Commands per round trip when a whole state is written (resync, TTL change):
+#: large enough to be fast, small enough that one batch never holds Redis for long.
+BATCH_COMMANDS: Final = 4000
+_FIRST_RETRY: Final = 0.1
+
+
+class Writer:
+    """Owns what Redis should hold and gets it there."""
+
+    def __init__(self, *, store: Store, coalescer: Coalescer, counters: Counters, pressure: MemoryPressure,
+                 flush_interval: float, retry_max: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.store = store
+        self.coalescer = coalescer
+        self.counters = counters
+        self.pressure = pressure
+        self.flush_interval = flush_interval
+        self.retry_max = retry_max
+        self._clock = clock
+        self.indexed: dict[str, set[str]] = {}  # coin -> symbols known to be in its index
+        self._to_delete: dict[str, str] = {}  # delivered symbol -> coin, until Redis has it gone
+        self.up = True
+        self._retry_delay = _FIRST_RETRY
+        self._next_try = 0.0
+        self._throttle = LogThrottle(period=30.0, burst=3, clock=clock)
+
+    # --- what Redis should hold ---------------------------------------------------------------
+    def forget(self, removed: Mapping[str, Iterable[str]]) -> None:
+        """Delivered symbols (coin -> symbols): drop them here, delete them in Redis."""
+        for coin, delivered in removed.items():
+            symbols = list(delivered)
+            self.coalescer.remove(symbols)
+            index = self.indexed.get(coin)
+            for symbol in symbols:
+                if index is not None:
+                    index.discard(symbol)
+                self._to_delete[symbol] = coin
+
+    def resync(self, reason: str) -> None:
+        """Redis lost its data (restart): write the whole state again, indexes included."""
+        self.coalescer.mark_all_dirty()
+        self.indexed.clear()
+        log.warning("rewriting the whole state to Redis", extra={
+            "reason": reason, "symbols": len(self.coalescer)})
+
+    def tracked(self, coin: str) -> int:
+        return len(self.indexed.get(coin, ()))
+
+    # --- the loop -------------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        """Flush every ``flush_interval`` until ``stop``; the final flush is :meth:`flush`'s caller's."""
+        while not stop.is_set():
+            try:
+                async with asyncio.timeout(self.flush_interval):
+                    await stop.wait()
+            except TimeoutError:
+                pass
+            if not stop.is_set():
+                await self.flush()
+
+    async def flush(self) -> bool:
+        """Write what is pending; False when Redis is (still) unavailable."""
+        if not self.up:
+            if self._clock() < self._next_try:
+                return False
+            if not await self._probe():
+                return False
+        batch = self.coalescer.take()
+        deletes = dict(self._to_delete)
+        if not batch and not deletes:
+            return True
+        try:
+            failed = await self._write(batch, deletes)
+        except RedisUnavailable as exc:
+            self.coalescer.restore(batch)
+            self._outage(exc)
+            return False
+        for symbol in deletes:
+            self._to_delete.pop(symbol, None)
+        if failed:
+            self.coalescer.restore(failed)
+        return True
+
+    async def _write(self, batch: list[tuple[str, Entry]],
+                     deletes: Mapping[str, str]) -> list[tuple[str, Entry]]:
+        """One round trip; returns the entries whose commands Redis refused."""
+        ttl = self.pressure.ttl
+        commands: list[bytes] = []
+        if deletes:
+            commands.append(resp.command("DEL", *(keys.option_key(s) for s in deletes)))
+            by_coin: dict[str, list[str]] = {}
+            for symbol, coin in deletes.items():
+                by_coin.setdefault(coin, []).append(symbol)
+            commands.extend(resp.command("SREM", keys.coin_index_key(c), *s) for c, s in by_coin.items())
+        first_ticker = len(commands)
+        new_in_index: dict[str, list[str]] = {}
+        hset, expire = resp.hset_ticker, resp.expire
+        for symbol, entry in batch:
+            key = keys.OPTION_PREFIX + symbol
+            commands.append(hset(key, entry.data, entry.ts, entry.recv_ms))
+            commands.append(expire(key, ttl))
+            index = self.indexed.get(entry.coin)
+            if index is None or symbol not in index:
+                new_in_index.setdefault(entry.coin, []).append(symbol)
+        first_sadd = len(commands)
+        commands.extend(resp.sadd(keys.coin_index_key(c), s) for c, s in new_in_index.items())
+
+        results = await self.store.execute(commands)
+
+        refused = {i for i, r in enumerate(results) if r is not None}
+        if refused:
+            first = results[min(refused)]
+            self.counters.error(errors.REDIS_ERROR, len(refused))
+            allowed, suppressed = self._throttle.allow("refused")
+            if allowed:
+                log.error("redis refused commands", extra={
+                    "error_type": errors.REDIS_ERROR, "count": len(refused), "first": str(first)[:200],
+                    "suppressed": suppressed})
+        failed: list[tuple[str, Entry]] = []
+        latest: dict[str, float] = {}
+        written = 0
+        for n, (symbol, entry) in enumerate(batch):
+            i = first_ticker + 2 * n
+            if i in refused or i + 1 in refused:
+                failed.append((symbol, entry))
+                continue
+            written += 1
+            if entry.recv_ms > latest.get(entry.coin, 0):
+                latest[entry.coin] = entry.recv_ms
+        for n, (coin, symbols) in enumerate(new_in_index.items()):
+            if first_sadd + n not in refused:
+                self.indexed.setdefault(coin, set()).update(symbols)
+        for coin, recv_ms in latest.items():
+            self.counters.written(coin, recv_ms / 1000.0)
+        self.counters.redis_writes += written
+        self.counters.redis_flushes += 1
+        return failed
+
+    # --- outages --------------------------------------------------------------------------------
+    def _outage(self, exc: BaseException) -> None:
+        self.counters.error(errors.REDIS_ERROR)
+        if self.up:
+            log.error("redis unavailable; holding the latest state in memory", extra={
+                "error_type": errors.REDIS_ERROR, "error": str(exc)[:300],
+                "pending": self.coalescer.pending})
+            self._retry_delay = _FIRST_RETRY
+        else:
+            self._retry_delay = min(self.retry_max, self._retry_delay * 2)
+        self.up = False
+        self._next_try = self._clock() + self._retry_delay
+
+    async def _probe(self) -> bool:
+        try:
+            await self.store.ping()
+        except RedisUnavailable as exc:
+            self._outage(exc)
+            return False
+        self.up = True
+        log.info("redis is back", extra={"pending": self.coalescer.pending})
+        self.resync("redis reconnected")
+        return True
+
+    async def apply_ttl(self, ttl: int) -> None:
+        """EXPIRE every known option hash with ``ttl`` (memory pressure began or ended).
+
+        Pipelined over the symbols the ingest holds — never KEYS or SCAN, whose cost grows
+        with everything else in Redis.
+        """
+        symbols = list(self.coalescer.latest)
+        for start in range(0, len(symbols), BATCH_COMMANDS):
+            chunk = symbols[start:start + BATCH_COMMANDS]
+            await self.store.execute([resp.expire(keys.OPTION_PREFIX + s, ttl) for s in chunk])
+        log.info("applied option TTL", extra={"ttl_seconds": ttl, "symbols": len(symbols)})
