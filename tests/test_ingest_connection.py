@@ -1,0 +1,149 @@
+"""One ingest connection against a scripted Bybit-like WebSocket server (in-process, real sockets).
+
+The server records what the client sends and how it closes, which the simulator does not expose:
+the exact request shapes, the application ping, and the close code at shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import pytest
+from websockets.asyncio.server import ServerConnection, serve
+
+from common.config import Settings, load_settings
+from ingest.coalescer import Coalescer
+from ingest.connection import Connection
+from ingest.lag import LagHistogram
+from ingest.sink import TickerSink
+from ingest.stats import Counters
+from tests.servers import LOOPBACK, free_port
+
+SYMBOL = "BTC-27DEC26-100000-C"
+
+
+@dataclass
+class Exchange:
+    """A tiny option stream: answers subscribe and ping, pushes on request, records closes."""
+
+    received: list[dict[str, Any]] = field(default_factory=list)
+    close_codes: list[int | None] = field(default_factory=list)
+    sockets: list[ServerConnection] = field(default_factory=list)
+    connected: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def handler(self, ws: ServerConnection) -> None:
+        self.sockets.append(ws)
+        self.connected.set()
+        async for raw in ws:
+            msg = orjson.loads(raw)
+            self.received.append(msg)
+            if msg.get("op") == "ping":
+                pong = {"req_id": msg.get("req_id"), "op": "pong", "args": ["1"]}
+                await ws.send(orjson.dumps(pong).decode())
+            elif msg.get("op") == "subscribe":
+                await ws.send(orjson.dumps({"success": True, "ret_msg": "", "conn_id": "c",
+                                            "req_id": msg["req_id"], "op": "subscribe"}).decode())
+        self.close_codes.append(ws.close_code)
+
+    async def push(self, mark: str) -> None:
+        ts = int(time.time() * 1000)
+        frame = {"topic": f"tickers.{SYMBOL}", "ts": ts, "type": "snapshot",
+                 "data": {"symbol": SYMBOL, "markPrice": mark, "lastPrice": "1"}}
+        await self.sockets[-1].send(orjson.dumps(frame).decode())
+
+
+@pytest.fixture
+async def exchange() -> AsyncIterator[tuple[Exchange, str]]:
+    ex = Exchange()
+    port = free_port()
+    async with serve(ex.handler, LOOPBACK, port):
+        yield ex, f"ws://{LOOPBACK}:{port}/v5/public/option"
+
+
+def settings(url: str) -> Settings:
+    return load_settings(env={"BYBIT_WS_URL": url, "INGEST_PING_INTERVAL": "0.2", "INGEST_PING_TIMEOUT": "1",
+                              "INGEST_DATA_TIMEOUT": "5", "INGEST_BACKOFF_CAP": "0.2",
+                              "INGEST_SUBSCRIBE_DELAY": "0.01"})
+
+
+@dataclass
+class Running:
+    conn: Connection
+    coalescer: Coalescer
+    counters: Counters
+    stop: asyncio.Event
+    task: asyncio.Task[None]
+
+
+@pytest.fixture
+async def running(exchange: tuple[Exchange, str]) -> AsyncIterator[Running]:
+    _, url = exchange
+    counters = Counters(coins=("BTC",))
+    coalescer = Coalescer()
+    sink = TickerSink(coalescer=coalescer, counters=counters, lag=LagHistogram())
+    stop = asyncio.Event()
+    conn = Connection(0, settings=settings(url), sink=sink, counters=counters, coin_of={SYMBOL: "BTC"},
+                      stop=stop)
+    conn.add([SYMBOL])
+    task = asyncio.create_task(conn.run())
+    try:
+        yield Running(conn, coalescer, counters, stop, task)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 5)
+
+
+async def until(predicate: Any, within: float = 5.0) -> None:
+    """Poll state owned by other tasks against a deadline (the async twin of wait_until)."""
+    async with asyncio.timeout(within):
+        while not predicate():  # noqa: ASYNC110 - no event exists for these conditions
+            await asyncio.sleep(0.01)
+
+
+async def test_subscribe_and_ping_requests_are_in_bybits_documented_form(
+        exchange: tuple[Exchange, str], running: Running) -> None:
+    ex, _ = exchange
+    await until(lambda: running.conn.open)
+    await until(lambda: any(m.get("op") == "ping" for m in ex.received))
+    subscribe = next(m for m in ex.received if m.get("op") == "subscribe")
+    assert subscribe == {"req_id": "ws0-1", "op": "subscribe", "args": [f"tickers.{SYMBOL}"]}
+    ping = next(m for m in ex.received if m.get("op") == "ping")
+    assert set(ping) == {"op", "req_id"}
+    assert running.conn.subs.confirmed == {SYMBOL}
+
+
+async def test_a_pushed_ticker_reaches_the_coalescer(
+        exchange: tuple[Exchange, str], running: Running) -> None:
+    ex, _ = exchange
+    await until(lambda: running.conn.open)
+    await ex.push("42.5")
+    await until(lambda: SYMBOL in running.coalescer.latest)
+    assert running.coalescer.latest[SYMBOL].data["markPrice"] == "42.5"
+    assert running.counters.messages == 1
+
+
+async def test_stop_closes_the_socket_with_code_1000(
+        exchange: tuple[Exchange, str], running: Running) -> None:
+    ex, _ = exchange
+    await until(lambda: running.conn.open)
+    running.stop.set()
+    await asyncio.wait_for(running.task, 5)
+    await until(lambda: bool(ex.close_codes))
+    assert ex.close_codes == [1000]
+
+
+async def test_a_connection_the_server_drops_is_reopened_and_resubscribed(
+        exchange: tuple[Exchange, str], running: Running) -> None:
+    ex, _ = exchange
+    await until(lambda: running.conn.open)
+    await ex.sockets[-1].close(1001, "going away")
+    await until(lambda: running.counters.reconnects == 1)
+    assert len(ex.sockets) == 2
+    assert [m["op"] for m in ex.received].count("subscribe") == 2
+    assert running.conn.subs.confirmed == {SYMBOL}
+    assert running.counters.errors["ws_closed"] == 1

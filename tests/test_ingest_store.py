@@ -1,0 +1,191 @@
+"""The writer, the store and the reporter against a real redis-server (in-process, asyncio)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from common import errors, keys
+from ingest.coalescer import Coalescer
+from ingest.lag import LagHistogram
+from ingest.pressure import MemoryPressure
+from ingest.reporter import Reporter
+from ingest.stats import ConnectionState, Counters
+from ingest.store import RedisUnavailable, Store, make_redis
+from ingest.writer import Writer
+from tests.servers import RedisServer
+
+A, B, C = "BTC-27DEC26-100000-C", "BTC-27DEC26-90000-P", "ETH-27DEC26-4000-C"
+DATA = {"symbol": A, "markPrice": "7.5", "lastPrice": "7", "delta": "-0.5"}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+async def store(redis_server: RedisServer) -> AsyncIterator[Store]:
+    redis = make_redis(redis_server.url, timeout=1.0)
+    try:
+        yield Store(redis, timeout=1.0)
+    finally:
+        await redis.aclose()
+
+
+def make_writer(store: Store, clock: Clock | None = None) -> Writer:
+    pressure = MemoryPressure(threshold_bytes=400 * 2**20, ratio=0.7, normal_ttl=86400, pressure_ttl=21600)
+    return Writer(store=store, coalescer=Coalescer(), counters=Counters(coins=("BTC", "ETH")),
+                  pressure=pressure, flush_interval=0.1, retry_max=5.0, clock=clock or Clock())
+
+
+def put(w: Writer, symbol: str, ts: int, mark: str = "7.5") -> None:
+    coin = symbol.split("-", maxsplit=1)[0]
+    w.coalescer.put(symbol, coin, ts, ts + 5, {**DATA, "symbol": symbol, "markPrice": mark})
+
+
+async def test_a_flush_writes_each_hash_as_received_with_ttl_index_and_counters(
+        store: Store, redis_server: RedisServer) -> None:
+    w = make_writer(store)
+    put(w, A, 1000)
+    put(w, A, 1001, mark="8")  # coalesced: only the newest is written
+    put(w, C, 1002)
+    assert await w.flush() is True
+    r = redis_server.client()
+    assert r.hgetall(keys.option_key(A)) == {**DATA, "markPrice": "8", keys.F_OPTION_TS: "1001",
+                                              keys.F_OPTION_RECV_TS: "1006"}
+    assert 86300 < r.ttl(keys.option_key(A)) <= 86400
+    assert r.smembers(keys.coin_index_key("BTC")) == {A}
+    assert r.smembers(keys.coin_index_key("ETH")) == {C}
+    assert w.counters.redis_writes == 2
+    assert w.counters.redis_flushes == 1
+    assert w.counters.last_update_by_coin == {"BTC": 1.006, "ETH": 1.007}
+    assert w.tracked("BTC") == 1
+    assert w.coalescer.pending == 0
+
+
+async def test_a_key_redis_refuses_fails_alone_and_is_counted(
+        store: Store, redis_server: RedisServer) -> None:
+    r = redis_server.client()
+    r.set(keys.option_key(B), "not a hash")
+    w = make_writer(store)
+    put(w, A, 1)
+    put(w, B, 1)
+    assert await w.flush() is True
+    assert r.hget(keys.option_key(A), "markPrice") == "7.5"
+    assert w.counters.errors[errors.REDIS_ERROR] == 1
+    assert w.coalescer.pending == 1  # B stays pending: written once the key is fixed
+    r.delete(keys.option_key(B))
+    assert await w.flush() is True
+    assert r.hget(keys.option_key(B), "markPrice") == "7.5"
+    assert r.smembers(keys.coin_index_key("BTC")) == {A, B}
+
+
+async def test_an_outage_holds_the_latest_state_and_a_restarted_redis_gets_all_of_it_back(
+        store: Store, redis_server: RedisServer) -> None:
+    clock = Clock()
+    w = make_writer(store, clock)
+    put(w, A, 1)
+    put(w, C, 1)
+    assert await w.flush() is True
+    redis_server.kill()
+    for ts in range(2, 500):
+        put(w, A, ts, mark=str(ts))
+    assert await w.flush() is False
+    assert not w.up
+    assert len(w.coalescer) == 2  # one entry per symbol, however long the outage
+    assert w.counters.errors[errors.REDIS_ERROR] == 1
+    clock.now += 0.05
+    assert await w.flush() is False  # not retried before its pause is over
+    assert w.counters.errors[errors.REDIS_ERROR] == 1
+    redis_server.start()  # empty
+    clock.now += 10
+    assert await w.flush() is True
+    r = redis_server.client()
+    assert r.hget(keys.option_key(A), "markPrice") == "499"
+    assert r.hget(keys.option_key(C), "markPrice") == "7.5"  # unchanged during the outage, rewritten anyway
+    assert r.smembers(keys.coin_index_key("BTC")) == {A}
+    assert r.smembers(keys.coin_index_key("ETH")) == {C}
+
+
+async def test_the_retry_pause_grows_to_the_configured_maximum(
+        store: Store, redis_server: RedisServer) -> None:
+    clock = Clock()
+    w = make_writer(store, clock)
+    put(w, A, 1)
+    redis_server.kill()
+    pauses = []
+    for _ in range(10):
+        assert await w.flush() is False
+        pauses.append(round(w._next_try - clock.now, 3))
+        clock.now = w._next_try
+    assert pauses == [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0, 5.0, 5.0]
+
+
+async def test_delivered_symbols_are_deleted_with_their_index_entries(
+        store: Store, redis_server: RedisServer) -> None:
+    w = make_writer(store)
+    put(w, A, 1)
+    put(w, B, 1)
+    await w.flush()
+    w.forget({"BTC": [A]})
+    assert await w.flush() is True
+    r = redis_server.client()
+    assert not r.exists(keys.option_key(A))
+    assert r.smembers(keys.coin_index_key("BTC")) == {B}
+    assert w.tracked("BTC") == 1
+
+
+async def test_apply_ttl_expires_every_known_hash_without_scanning(
+        store: Store, redis_server: RedisServer) -> None:
+    w = make_writer(store)
+    for i in range(50):
+        put(w, f"BTC-27DEC26-{1000 + i}-C", 1)
+    await w.flush()
+    await w.apply_ttl(600)
+    r = redis_server.client()
+    assert all(0 < r.ttl(keys.option_key(f"BTC-27DEC26-{1000 + i}-C")) <= 600 for i in range(50))
+
+
+async def test_the_reporter_writes_every_stats_hash_and_resyncs_after_a_redis_restart(
+        store: Store, redis_server: RedisServer) -> None:
+    w = make_writer(store)
+    put(w, A, 1)
+    await w.flush()
+    lag = LagHistogram()
+    lag.observe(0.2)
+    rep = Reporter(store=store, writer=w, counters=w.counters, lag=lag, pressure=w.pressure,
+                   connection_state=lambda: ConnectionState(desired=2, connected=2, subscriptions=9),
+                   interval=1.0, heartbeat_ttl=15)
+    assert await rep.report() is True
+    r = redis_server.client()
+    stats = r.hgetall(keys.STATS_GLOBAL)
+    assert stats[keys.F_WS_CONNECTED] == "2"
+    assert stats[keys.F_SUBSCRIPTIONS] == "9"
+    assert stats[keys.F_REDIS_WRITES] == "1"
+    assert r.hget(keys.coin_stats_key("BTC"), keys.F_COIN_TRACKED) == "1"
+    assert r.hget(keys.STATS_LAG, keys.lag_bucket_field(0.25)) == "1"
+    assert 0 < r.pttl(keys.INGEST_HEARTBEAT) <= 15_000
+
+    redis_server.restart()  # a new run_id and an empty Redis
+    # The first call may meet a pooled connection the restart closed; the next one gets through.
+    assert await rep.report() or await rep.report()
+    assert w.coalescer.pending == 1  # the new run_id made the writer rewrite everything
+    assert await w.flush() is True
+    r = redis_server.client()
+    assert r.exists(keys.option_key(A))
+    assert r.smembers(keys.coin_index_key("BTC")) == {A}
+
+
+async def test_store_calls_fail_fast_with_redis_unavailable(store: Store, redis_server: RedisServer) -> None:
+    redis_server.kill()
+    with pytest.raises(RedisUnavailable):
+        await store.ping()
+    with pytest.raises(RedisUnavailable):
+        await store.server_info()
+    with pytest.raises(RedisUnavailable):
+        await store.execute([b"*1\r\n$4\r\nPING\r\n"])
