@@ -225,7 +225,8 @@ def test_every_tracker_knob_reaches_the_containers(compose: dict[str, Any]) -> N
     for name in OUR_SERVICES:
         assert _services(compose)[name]["environment"] == env
     missing = [knob for knob, _default, _doc in knob_table() if knob not in env]
-    assert not missing, f"knobs not passed to the containers: {missing}"
+    assert not missing, "knobs not passed to the containers; add to x-tracker-env: " + ", ".join(
+        f"{knob}: ${{{knob}:-}}" for knob in missing)
     for knob, value in env.items():
         if knob in {"REDIS_URL"}:
             assert value == "${REDIS_URL:-redis://redis:6379/0}"

@@ -35,7 +35,9 @@ def test_every_tracker_knob_is_documented_with_its_default_and_reason() -> None:
     documented = _documented()
     text = _example()
     for env, default, doc in knob_table():
-        assert documented.get(env) == default, f"{env}: .env.example shows {documented.get(env)!r}"
+        assert documented.get(env) == default, (
+            f"{env}: .env.example shows {documented.get(env)!r}; add its reason and the line "
+            f"'# {env}={default}' in the tracker knobs section, in common/config.py's order")
         first_words = " ".join(doc.split()[:4])
         assert first_words in " ".join(text.replace("# ", " ").split()), f"{env}: reason not documented"
 
