@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from common.config import Settings
 from scripts.healthcheck import tiers
 from scripts.healthcheck.tiers import Thresholds
 
@@ -38,6 +39,7 @@ BYTES: Final = "bytes"
 PER_SECOND: Final = "ops"
 RATIO: Final = "percentunit"
 COUNT: Final = "short"
+PERCENT: Final = "percent"
 TIMESTAMP: Final = "dateTimeFromNow"
 
 
@@ -257,24 +259,22 @@ def dump(dashboard: Dashboard) -> str:
 
 # --- the queries every dashboard shares -----------------------------------------------------------------
 
-MEMORY_RATIO: Final = "max(bybit_redis_memory_used_bytes) / max(bybit_redis_memory_max_bytes)"
-RECONNECTS_PER_HOUR: Final = "sum(increase(bybit_ws_reconnects_total[1h]))"
+# Where the alerts use a recording rule, the dashboards draw the same series.
+MEMORY_RATIO: Final = "max(job:bybit_redis_memory:ratio)"
+RECONNECTS_PER_HOUR: Final = "sum(job:bybit_ws_reconnects:increase1h)"
 API_P = ("histogram_quantile({q}, sum by (le) "
          "(rate(bybit_api_request_duration_seconds_bucket{{route!~\"/metrics|/healthz|/readyz\"}}"
          "[$__rate_interval])))")
-API_ERROR_RATIO: Final = ('sum(rate(bybit_api_requests_total{status="5xx"}[5m])) '
-                          "/ sum(rate(bybit_api_requests_total[5m]))")
+API_ERROR_RATIO: Final = "max(job:bybit_api_requests:error_ratio_rate5m)"
 LAG_P = "histogram_quantile({q}, sum by (le) (rate(bybit_message_lag_seconds_bucket[$__rate_interval])))"
 UP_MAPPINGS: Final = (("0", "DOWN", "red"), ("1", "UP", "green"))
 
-HEALTH_SCORE: Final = f"""(
-  max(bybit_ingest_up)
-  + max(bybit_redis_up)
-  + (max(bybit_data_staleness_seconds) < bool {tiers.FRESHNESS_TARGET_SECONDS})
-  + ({MEMORY_RATIO} < bool {tiers.REDIS_MEMORY_RATIO.warning})
-  + (sum(bybit_ws_connected) >= bool sum(bybit_ws_connections_desired))
-  + (min(up{{job="api"}}) > bool 0)
-) / 6"""
+HEALTH_SCORE: Final = ":bybit_health:score"
+#: Ingest resident memory: the seed's 100 MB target (info) and the alert's level (warning).
+INGEST_MEMORY: Final = Thresholds(info=tiers.PROCESS_MEMORY_TARGET_BYTES,
+                                  warning=tiers.INGEST_MEMORY_BYTES.warning)
+#: The heartbeat key expires this long after the ingest's last write: older is a dead ingest.
+HEARTBEAT_AGE: Final = Thresholds(critical=Settings().heartbeat_ttl)
 
 
 def _memory_panel(width: int = 6) -> Panel:
@@ -361,16 +361,16 @@ OVERVIEW: Final = Dashboard(
                   thresholds=Thresholds(warning=tiers.PROCESS_CPU_TARGET_RATIO),
                   description="CPU seconds per second of the ingest process. Target < 20 % of a core."),
             Panel("Ingest memory", (q("bybit_ingest_resident_memory_bytes", "RSS"),), unit=BYTES, width=8,
-                  minimum=0, thresholds=Thresholds(warning=tiers.PROCESS_MEMORY_TARGET_BYTES),
+                  minimum=0, thresholds=INGEST_MEMORY,
                   description="Resident memory of the ingest process. Target < 100 MB."),
             Panel("Targets up", (q("up", "{{job}}"),), kind="stat", width=8, decimals=0,
                   mappings=UP_MAPPINGS, thresholds=Thresholds(),
                   description="Prometheus' scrape of each job: exporter, api, prometheus, alertmanager."),
         )),
         Row("Long-term", (
-            Panel("Health score", (q(HEALTH_SCORE, "health"),), kind="gauge", unit=RATIO, width=6,
-                  minimum=0, maximum=1,
-                  thresholds=Floor(warning=0.66, target=0.99), description=(
+            Panel("Health score", (q(HEALTH_SCORE, "health"),), kind="gauge", unit=PERCENT, width=6,
+                  minimum=0, maximum=100,
+                  thresholds=Floor(warning=66, target=99), description=(
                       "Share of health checks passing: ingest up, Redis up, data fresher than 30 s, "
                       "Redis memory under 70 %, all connections up, API scraped.")),
             Panel("Message rate trend",
@@ -441,9 +441,9 @@ INGEST: Final = Dashboard(
             Panel("CPU", (q("rate(bybit_ingest_cpu_seconds_total[$__rate_interval])", "ingest"),), unit=RATIO,
                   width=8, minimum=0, thresholds=Thresholds(warning=tiers.PROCESS_CPU_TARGET_RATIO)),
             Panel("Resident memory", (q("bybit_ingest_resident_memory_bytes", "RSS"),), unit=BYTES, width=8,
-                  minimum=0, thresholds=Thresholds(warning=tiers.PROCESS_MEMORY_TARGET_BYTES)),
+                  minimum=0, thresholds=INGEST_MEMORY),
             Panel("Heartbeat age", (q("bybit_ingest_heartbeat_age_seconds", "age"),), unit=SECONDS, width=4,
-                  kind="stat", thresholds=tiers.HEARTBEAT_AGE_SECONDS),
+                  kind="stat", thresholds=HEARTBEAT_AGE),
             Panel("Pending symbols", (q("bybit_ingest_pending_symbols", "pending"),), width=4, kind="stat",
                   decimals=0,
                   description="Symbols held in memory waiting for Redis (grows while Redis is down)."),
@@ -520,20 +520,32 @@ REDIS: Final = Dashboard(
     ),
 )
 
-_AVAILABILITY_BUDGET = 1 - tiers.API_AVAILABILITY_TARGET
-_UPTIME_BUDGET = 1 - tiers.UPTIME_TARGET
+#: The SLOs of prometheus/rules/slo.yml (label ``slo``), with what each one measures.
+SLOS: Final = (
+    ("api_availability", "API availability", "requests not answered 5xx"),
+    ("ingest_uptime", "Ingest uptime", "time with a fresh ingest heartbeat"),
+    ("data_freshness", "Data freshness", "coin-time with a ticker younger than 30 s"),
+    ("ws_reconnects", "Reconnect budget", "fewer than 20 WebSocket reconnections an hour"),
+)
+BURN_THRESHOLDS: Final = Thresholds(info=1, warning=tiers.BURN_RATE_TICKET, critical=tiers.BURN_RATE_PAGE)
 
 
-def _burn(window: str) -> Query:
-    return q(f'(sum(rate(bybit_api_requests_total{{status="5xx"}}[{window}])) '
-             f"/ sum(rate(bybit_api_requests_total[{window}]))) / {_AVAILABILITY_BUDGET:g}", window)
+def _burn_panel(slo: str, title: str, meaning: str) -> Panel:
+    windows = ("5m", "1h", "6h", "1d")
+    return Panel(f"Burn rate: {title}",
+                 tuple(q(f'max(slo:bybit_error_budget:burn_rate{w}{{slo="{slo}"}})', w) for w in windows),
+                 width=12, minimum=0, thresholds=BURN_THRESHOLDS,
+                 description=f"How fast the {title} SLO ({meaning}) spends its 30-day error budget: "
+                             f"1 spends it in exactly 30 days. Pages above {tiers.BURN_RATE_PAGE:g} "
+                             f"(fast windows), tickets above {tiers.BURN_RATE_TICKET:g} (slow windows).")
 
 
 SLO: Final = Dashboard(
     uid="bybit-slo",
     title="Bybit Options Tracker / SLOs",
-    description="The seed's success metrics as SLOs: API availability 99.9 %, ingest uptime 99.5 %, "
-                "freshness < 30 s, API p95 < 500 ms, < 20 reconnects/h; error budgets and burn rates.",
+    description="The seed's success metrics as SLOs (prometheus/rules/slo.yml): API availability 99.9 %, "
+                "ingest uptime 99.5 %, data fresh (< 30 s) 99 % of the time, < 20 reconnects/h; "
+                "error budgets, burn rates, and the targets without an alert (API p95, memory, CPU).",
     filename="slo.json",
     time_from="now-7d",
     refresh="1m",
@@ -544,34 +556,32 @@ SLO: Final = Dashboard(
                   kind="stat", unit=RATIO, width=6, decimals=3,
                   thresholds=Floor(warning=tiers.UPTIME_TARGET, target=tiers.API_AVAILABILITY_TARGET),
                   description="Share of requests not answered 5xx. Target 99.9 %."),
-            Panel("API error budget left", (q(
-                f'1 - (1 - sum(increase(bybit_api_requests_total{{status!="5xx"}}[30d])) '
-                f"/ sum(increase(bybit_api_requests_total[30d]))) / {_AVAILABILITY_BUDGET:g}", "budget"),),
-                  kind="gauge", unit=RATIO, width=6, minimum=0, maximum=1,
-                  thresholds=Floor(warning=0.25, target=0.5),
-                  description="Share of the 0.1 % error budget still unspent this month."),
             Panel("Ingest uptime", (q("avg_over_time(bybit_ingest_up[30d])", "uptime"),), kind="stat",
                   unit=RATIO, width=6, decimals=3,
                   thresholds=Floor(warning=0.99, target=tiers.UPTIME_TARGET),
                   description="Share of scrapes with a fresh ingest heartbeat. Target 99.5 %."),
-            Panel("Ingest uptime budget left", (q(f"1 - (1 - avg_over_time(bybit_ingest_up[30d])) / "
-                                                  f"{_UPTIME_BUDGET:g}", "budget"),),
-                  kind="gauge", unit=RATIO, width=6, minimum=0, maximum=1,
-                  thresholds=Floor(warning=0.25, target=0.5)),
+            Panel("Data fresh", (q("avg_over_time(job:bybit_data_fresh:ratio[30d])", "fresh"),), kind="stat",
+                  unit=RATIO, width=6, decimals=3,
+                  thresholds=Floor(warning=0.95, target=tiers.FRESHNESS_OBJECTIVE),
+                  description="Share of coin-time whose newest ticker was younger than 30 s. Target 99 %."),
+            Panel("Error budget left", tuple(q(f'max(slo:bybit_error_budget:remaining{{slo="{slo}"}})', title)
+                                             for slo, title, _m in SLOS),
+                  kind="bargauge", unit=RATIO, width=6, minimum=0, maximum=1,
+                  thresholds=Floor(warning=0.25, target=0.5),
+                  description="Share of each SLO's 30-day error budget still unspent."),
         )),
-        Row("Burn rates (API availability)", (
-            Panel("Burn rate", (_burn("5m"), _burn("1h"), _burn("6h")), width=12, minimum=0,
-                  thresholds=Thresholds(warning=6, critical=14.4),
-                  description="Error-budget burn rate: 1 spends the budget in exactly 30 days. "
-                              "14.4 over 1 h (2 % of the budget) pages; 6 over 6 h opens a ticket."),
+        Row("Burn rates", tuple(_burn_panel(slo, title, meaning) for slo, title, meaning in SLOS)),
+        Row("Targets", (
             Panel("Freshness vs target", (q("max(bybit_data_staleness_seconds)", "worst coin"),), width=6,
                   unit=SECONDS, minimum=0, thresholds=Thresholds(warning=tiers.FRESHNESS_TARGET_SECONDS)),
-            Panel("API p95 vs target", (q(API_P.format(q=0.95), "p95"),), width=6, unit=SECONDS, minimum=0,
-                  thresholds=Thresholds(warning=tiers.API_LATENCY_P95_TARGET_SECONDS)),
+            Panel("API p95 vs target", (q("max(job:bybit_api_request_duration_seconds:p95_rate5m)", "p95"),),
+                  width=6, unit=SECONDS, minimum=0,
+                  thresholds=Thresholds(info=tiers.API_LATENCY_P95_TARGET_SECONDS,
+                                        warning=tiers.API_LATENCY_P95_SECONDS.warning)),
             Panel("Reconnects per hour vs target", (q(RECONNECTS_PER_HOUR, "reconnects / h"),), width=12,
                   minimum=0, thresholds=tiers.RECONNECTS_PER_HOUR),
             Panel("Ingest memory vs target", (q("bybit_ingest_resident_memory_bytes", "RSS"),), width=6,
-                  unit=BYTES, minimum=0, thresholds=Thresholds(warning=tiers.PROCESS_MEMORY_TARGET_BYTES)),
+                  unit=BYTES, minimum=0, thresholds=INGEST_MEMORY),
             Panel("Ingest CPU vs target", (q("rate(bybit_ingest_cpu_seconds_total[5m])", "CPU"),), width=6,
                   unit=RATIO, minimum=0, thresholds=Thresholds(warning=tiers.PROCESS_CPU_TARGET_RATIO)),
         )),

@@ -19,12 +19,11 @@ import pytest
 import yaml
 
 from scripts import gen_dashboards
-from scripts.healthcheck import tiers
 from tests.servers import PrometheusServer, repo_root
 
 ROOT = repo_root()
 DASHBOARD_DIR = ROOT / "grafana" / "dashboards"
-UNITS = {"s", "bytes", "ops", "percentunit", "short", "dateTimeFromNow"}
+UNITS = {"s", "bytes", "ops", "percent", "percentunit", "short", "dateTimeFromNow"}
 TIER_COLOURS = {"green", "blue", "orange", "red"}
 #: Series Prometheus makes itself; every other metric must be in the contracts or a recording rule.
 PROMETHEUS_SERIES = {"up", "ALERTS", "ALERTS_FOR_STATE", "scrape_duration_seconds"}
@@ -160,16 +159,26 @@ def _steps(panel: dict[str, Any]) -> dict[str, float]:
 
 
 def test_thresholds_mirror_the_alert_tiers() -> None:
+    """Colours change exactly where prometheus/thresholds.yml (the alerting source) says."""
+    alerts = yaml.safe_load((ROOT / "prometheus" / "thresholds.yml").read_text(encoding="utf-8"))["alerts"]
+
+    def level(alert: str) -> float:
+        return float(alerts[alert]["threshold"])
+
     by_title = {p["title"]: p for d in load_dashboards().values() for p in panels(d)}
-    memory = _steps(by_title["Redis memory (of capacity)"])
-    assert memory == {"blue": tiers.REDIS_MEMORY_RATIO.info, "orange": tiers.REDIS_MEMORY_RATIO.warning,
-                      "red": tiers.REDIS_MEMORY_RATIO.critical}
-    assert memory == {"blue": 0.5, "orange": 0.7, "red": 0.9}
-    assert _steps(by_title["WebSocket reconnects per hour"]) == {"blue": 20, "orange": 60}
-    assert _steps(by_title["Staleness per coin"])["red"] == 300
-    assert _steps(by_title["Consecutive failures"]) == {"red": 10}
-    assert _steps(by_title["Error ratio (5xx)"]) == {"orange": 0.05}
-    assert _steps(by_title["API response time"])["orange"] == 2.0
+    assert _steps(by_title["Redis memory (of capacity)"]) == {
+        "blue": level("RedisMemoryElevated"), "orange": level("RedisMemoryHigh"),
+        "red": level("RedisMemoryCritical")}
+    assert _steps(by_title["WebSocket reconnects per hour"]) == {
+        "blue": level("WebSocketReconnectsElevated"), "orange": level("WebSocketReconnectsHigh")}
+    assert _steps(by_title["Staleness per coin"])["red"] == level("CoinDataStale")
+    assert _steps(by_title["Consecutive failures"]) == {"red": level("WebSocketReconnectFailing")}
+    assert _steps(by_title["Error ratio (5xx)"]) == {
+        "orange": level("ApiErrorRateHigh"), "red": level("ApiAllRequestsFailing")}
+    assert _steps(by_title["API response time"])["orange"] == level("ApiLatencyHigh")
+    assert _steps(by_title["Resident memory"])["orange"] == level("IngestMemoryHigh")
+    # The seed's numbers, so a change to the source is a deliberate one.
+    assert _steps(by_title["Redis memory (of capacity)"]) == {"blue": 0.5, "orange": 0.7, "red": 0.9}
 
 
 def test_objectives_turn_green_only_at_their_targets() -> None:

@@ -1,15 +1,20 @@
-"""The alert tiers' thresholds, as numbers: one place for the health check and the dashboards.
+"""The alert tiers' thresholds, as numbers: read from the alerting source of truth.
 
-These are the seed's CRITICAL / WARNING / INFO conditions made concrete. The alert rules in
-prometheus/rules/ use the same numbers (tests/test_healthcheck_tiers.py reads the rules and
-fails when one side moves without the other), so an operator running the health check, a
-dashboard's colours and a firing alert always agree on what "warning" means.
+prometheus/thresholds.yml holds every alert threshold (the alert rules are rendered from it);
+this module reads the same file, so the health check's exit code, the dashboards' colours and
+a firing alert always agree on what "warning" means. tests/test_healthcheck_tiers.py checks
+the rendered rules compare against these very numbers.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
+from pathlib import Path
+from typing import Any, Final
+
+import yaml
+
+THRESHOLDS_FILE: Final = Path(__file__).resolve().parent.parent.parent / "prometheus" / "thresholds.yml"
 
 #: Severities from best to worst; the alert rules' ``severity`` label uses the last three.
 SEVERITIES: Final = ("ok", "info", "warning", "critical")
@@ -31,33 +36,62 @@ class Thresholds:
     critical: float | None = None
 
     def classify(self, value: float) -> str:
-        """``ok``, ``info``, ``warning`` or ``critical`` for ``value`` (the highest tier reached)."""
+        """``ok``, ``info``, ``warning`` or ``critical`` for ``value`` (the highest tier exceeded)."""
         for name, bound in (("critical", self.critical), ("warning", self.warning), ("info", self.info)):
             if bound is not None and value > bound:
                 return name
         return "ok"
 
 
-#: Redis used_memory / capacity: INFO > 50 %, WARNING > 70 %, CRITICAL > 90 % (seed).
-REDIS_MEMORY_RATIO: Final = Thresholds(info=0.5, warning=0.7, critical=0.9)
-#: WebSocket re-connections per hour: INFO > 20, WARNING > 60 (seed).
-RECONNECTS_PER_HOUR: Final = Thresholds(info=20, warning=60)
-#: Consecutive failed connection attempts: CRITICAL > 10 ("unable to reconnect > 10 attempts").
-CONSECUTIVE_FAILURES: Final = Thresholds(critical=10)
-#: Seconds since a coin's newest ticker: CRITICAL when no data has flowed for more than 5 minutes
-#: (seed). The 30 s freshness target is an SLO, drawn on dashboards, not a tier.
-STALENESS_SECONDS: Final = Thresholds(critical=300)
-#: API p95 latency in seconds: WARNING > 2 s (seed); the 500 ms SLO target is drawn, not alerted.
-API_LATENCY_P95_SECONDS: Final = Thresholds(warning=2.0)
-#: Share of API requests answered 5xx: WARNING > 5 % (seed).
-API_ERROR_RATIO: Final = Thresholds(warning=0.05)
-#: Seconds since the ingest's last heartbeat: CRITICAL past 5 minutes, like the data itself.
-HEARTBEAT_AGE_SECONDS: Final = Thresholds(critical=300)
+def _load(path: Path) -> dict[str, Any]:
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(doc, dict) or "alerts" not in doc or "slo" not in doc:
+        raise ValueError(f"{path}: expected the 'alerts' and 'slo' sections of the alerting thresholds")
+    return doc
 
-#: Success metrics of the seed, drawn as targets on dashboards (SLOs, not alerts).
-FRESHNESS_TARGET_SECONDS: Final = 30.0
+
+_DOC: Final = _load(THRESHOLDS_FILE)
+_ALERTS: Final[dict[str, dict[str, Any]]] = _DOC["alerts"]
+_SLO: Final[dict[str, Any]] = _DOC["slo"]
+
+
+def alert_threshold(alert: str, key: str = "threshold") -> float:
+    """The number ``key`` of ``alert`` in prometheus/thresholds.yml (KeyError names what is missing)."""
+    try:
+        return float(_ALERTS[alert][key])
+    except KeyError as exc:
+        raise KeyError(f"{THRESHOLDS_FILE}: no alerts.{alert}.{key}") from exc
+
+
+#: Redis used_memory / capacity: INFO > 50 %, WARNING > 70 %, CRITICAL > 90 % (seed).
+REDIS_MEMORY_RATIO: Final = Thresholds(info=alert_threshold("RedisMemoryElevated"),
+                                       warning=alert_threshold("RedisMemoryHigh"),
+                                       critical=alert_threshold("RedisMemoryCritical"))
+#: WebSocket re-connections per hour: INFO > 20, WARNING > 60 (seed).
+RECONNECTS_PER_HOUR: Final = Thresholds(info=alert_threshold("WebSocketReconnectsElevated"),
+                                        warning=alert_threshold("WebSocketReconnectsHigh"))
+#: Consecutive failed connection attempts: CRITICAL > 10 ("unable to reconnect > 10 attempts").
+CONSECUTIVE_FAILURES: Final = Thresholds(critical=alert_threshold("WebSocketReconnectFailing"))
+#: Seconds since a coin's newest ticker: CRITICAL when no data for 5 minutes (seed).
+STALENESS_SECONDS: Final = Thresholds(critical=alert_threshold("CoinDataStale"))
+#: API p95 latency in seconds: WARNING > 2 s (seed).
+API_LATENCY_P95_SECONDS: Final = Thresholds(warning=alert_threshold("ApiLatencyHigh"))
+#: Share of API requests answered 5xx: WARNING > 5 % (seed); CRITICAL when (nearly) all fail.
+API_ERROR_RATIO: Final = Thresholds(warning=alert_threshold("ApiErrorRateHigh"),
+                                    critical=alert_threshold("ApiAllRequestsFailing"))
+#: Resident memory of the ingest: WARNING above twice the seed's 100 MB target.
+INGEST_MEMORY_BYTES: Final = Thresholds(warning=alert_threshold("IngestMemoryHigh"))
+
+#: Success metrics of the seed (SLO objectives), drawn as targets on dashboards.
+FRESHNESS_TARGET_SECONDS: Final = float(_SLO["data_freshness_seconds"])
+API_AVAILABILITY_TARGET: Final = float(_SLO["objectives"]["api_availability"])
+UPTIME_TARGET: Final = float(_SLO["objectives"]["ingest_uptime"])
+FRESHNESS_OBJECTIVE: Final = float(_SLO["objectives"]["data_freshness"])
+RECONNECTS_PER_HOUR_TARGET: Final = float(_SLO["ws_reconnects_per_hour"])
+#: Burn rates that open a ticket (warning) and page (critical): the fastest window of each kind.
+BURN_RATE_TICKET: Final = max(float(w["factor"]) for w in _SLO["ticket"])
+BURN_RATE_PAGE: Final = max(float(w["factor"]) for w in _SLO["page"])
+#: Seed targets without an alert of their own: drawn on dashboards only.
 API_LATENCY_P95_TARGET_SECONDS: Final = 0.5
-API_AVAILABILITY_TARGET: Final = 0.999
-UPTIME_TARGET: Final = 0.995
 PROCESS_MEMORY_TARGET_BYTES: Final = 100 * 1024 * 1024
 PROCESS_CPU_TARGET_RATIO: Final = 0.2
