@@ -1,0 +1,44 @@
+"""Run the exporter until SIGTERM or SIGINT, then close the listener and Redis cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from aiohttp import web
+
+from common.config import Settings
+from exporter.server import build_app
+
+log = logging.getLogger("exporter")
+
+
+async def run(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
+    """Serve until ``stop`` is set (by default: until SIGTERM/SIGINT)."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    runner = web.AppRunner(build_app(settings), access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, settings.exporter_host, settings.exporter_port)
+        await site.start()
+        log.info("exporter listening", extra={
+            "host": settings.exporter_host, "port": settings.exporter_port, "coins": list(settings.coins)})
+        await stop.wait()
+        log.info("exporter stopping")
+    finally:
+        await runner.cleanup()
+
+
+def serve(settings: Settings) -> int:
+    """Exit code: 0 after a clean stop, 1 when the port cannot be bound."""
+    try:
+        asyncio.run(run(settings))
+    except OSError as exc:
+        log.error("cannot listen", extra={
+            "host": settings.exporter_host, "port": settings.exporter_port, "error": str(exc)})
+        return 1
+    return 0

@@ -1,0 +1,153 @@
+"""One read of Redis per scrape: everything the metrics need, in one pipelined round trip.
+
+The cost of a scrape must not grow with the number of options, so nothing here touches
+an option hash or walks a keyspace (no ``KEYS``, no ``SCAN``): the ingest's stats hashes,
+the heartbeat, the lag histogram, per configured coin its stats hash and the ``SCARD``
+of its index, ``INFO memory`` and ``DBSIZE`` — ``6 + 2 * coins`` commands, one round trip.
+
+The whole read runs under ``asyncio.timeout``: a slow or absent Redis raises
+:class:`RedisUnavailable` in bounded time, and the caller answers ``bybit_redis_up 0``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from common import keys
+
+#: Connections one exporter may hold: concurrent scrapes (Prometheus HA pairs, a person
+#: with curl) share them; a scrape that cannot get one waits inside its own timeout.
+MAX_CONNECTIONS: Final = 4
+
+#: Kinds of failure a read can end with (the ``type`` label of the exporter's own
+#: error counter): a fixed set, whatever the exception says.
+TIMEOUT: Final = "redis_timeout"
+CONNECTION: Final = "redis_connection"
+RESPONSE: Final = "redis_response"
+BAD_VALUE: Final = "bad_value"
+FAILURE_TYPES: Final[tuple[str, ...]] = (TIMEOUT, CONNECTION, RESPONSE, BAD_VALUE)
+
+
+class RedisUnavailable(Exception):
+    """The snapshot could not be read in time; ``kind`` is one of :data:`FAILURE_TYPES`."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(f"{kind}: {detail}")
+        self.kind = kind
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class CoinSnapshot:
+    """One configured coin: its stats hash (may be empty) and the size of its index."""
+
+    stats: Mapping[str, str]
+    tracked: int
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Redis as one scrape saw it. An absent hash is an empty mapping.
+
+    ``refused`` names the parts whose command Redis answered with an error (say, a key
+    of the wrong type); they are empty here and counted by the caller.
+    """
+
+    taken_at: float  # wall clock (epoch s) when the answer arrived
+    stats: Mapping[str, str]
+    lag: Mapping[str, str]
+    heartbeat: Mapping[str, str]
+    coins: Mapping[str, CoinSnapshot]
+    memory: Mapping[str, Any]
+    db_keys: int | None
+    refused: tuple[str, ...] = ()
+
+
+def make_redis(url: str, *, timeout: float) -> Redis:
+    """A client that fails fast and never retries behind the caller's back.
+
+    The blocking pool makes a burst of scrapes queue for a connection instead of failing
+    with "too many connections"; the caller's ``asyncio.timeout`` bounds that wait.
+    """
+    pool = BlockingConnectionPool.from_url(
+        url, max_connections=MAX_CONNECTIONS, timeout=None, decode_responses=True,
+        socket_connect_timeout=timeout, socket_timeout=None, retry=Retry(NoBackoff(), 0),
+        health_check_interval=0,
+    )
+    return Redis(connection_pool=pool)
+
+
+class SnapshotReader:
+    """Reads a :class:`Snapshot` of ``coins`` from ``redis`` within ``timeout`` seconds."""
+
+    def __init__(self, redis: Redis, *, coins: Sequence[str], timeout: float) -> None:
+        self.redis = redis
+        self.coins = tuple(coins)
+        self.timeout = timeout
+
+    async def read(self) -> Snapshot:
+        """One pipelined round trip; :class:`RedisUnavailable` when Redis fails or is slow."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                pipe = self.redis.pipeline(transaction=False)
+                pipe.hgetall(keys.STATS_GLOBAL)
+                pipe.hgetall(keys.STATS_LAG)
+                pipe.hgetall(keys.INGEST_HEARTBEAT)
+                for coin in self.coins:
+                    pipe.hgetall(keys.coin_stats_key(coin))
+                    pipe.scard(keys.coin_index_key(coin))
+                pipe.info("memory")
+                pipe.dbsize()
+                replies: list[Any] = await pipe.execute(raise_on_error=False)
+        except TimeoutError as exc:
+            raise RedisUnavailable(TIMEOUT, f"no answer within {self.timeout:g} s") from exc
+        except RedisTimeoutError as exc:
+            raise RedisUnavailable(TIMEOUT, str(exc)) from exc
+        except (RedisError, OSError) as exc:
+            raise RedisUnavailable(CONNECTION, repr(exc)) from exc
+        return self._assemble(replies)
+
+    def _assemble(self, replies: list[Any]) -> Snapshot:
+        refused: list[str] = []
+        names = [keys.STATS_GLOBAL, keys.STATS_LAG, keys.INGEST_HEARTBEAT]
+        for coin in self.coins:
+            names += [keys.coin_stats_key(coin), keys.coin_index_key(coin)]
+        names += ["INFO memory", "DBSIZE"]
+        for name, reply in zip(names, replies, strict=True):
+            if isinstance(reply, ResponseError):
+                refused.append(name)
+            elif isinstance(reply, RedisError):
+                # A connection-level failure surfaced per command: the whole read failed.
+                raise RedisUnavailable(CONNECTION, f"{name}: {reply!r}")
+
+        def mapping(reply: Any) -> Mapping[str, str]:
+            return reply if isinstance(reply, dict) else {}
+
+        def integer(reply: Any) -> int:
+            return reply if isinstance(reply, int) else 0
+
+        coins: dict[str, CoinSnapshot] = {}
+        for i, coin in enumerate(self.coins):
+            base = 3 + 2 * i
+            coins[coin] = CoinSnapshot(stats=mapping(replies[base]), tracked=integer(replies[base + 1]))
+        memory, db_keys = replies[-2], replies[-1]
+        return Snapshot(
+            taken_at=time.time(),
+            stats=mapping(replies[0]),
+            lag=mapping(replies[1]),
+            heartbeat=mapping(replies[2]),
+            coins=coins,
+            memory=memory if isinstance(memory, dict) else {},
+            db_keys=db_keys if isinstance(db_keys, int) else None,
+            refused=tuple(refused),
+        )
