@@ -295,6 +295,17 @@ def test_prometheus_scrape_targets_name_compose_services_on_their_contract_ports
     assert "alertmanager:9093" in targets.get("_alerting", []), "Prometheus must send alerts to alertmanager"
 
 
+def test_alertmanager_gets_every_secret_file_its_config_names(compose: dict[str, Any]) -> None:
+    config = (ROOT / "alertmanager" / "alertmanager.yml").read_text(encoding="utf-8")
+    named = set(re.findall(r"^[^#\n]*/run/secrets/([A-Za-z0-9_.-]+)", config, re.MULTILINE))
+    assert named, "alertmanager.yml names no secret file: nothing to check"
+    granted = set(_services(compose)["alertmanager"]["secrets"])
+    assert named <= granted, f"secrets alertmanager.yml reads but compose does not mount: {named - granted}"
+    assert granted <= set(compose["secrets"])
+    for name in granted:
+        assert set(compose["secrets"][name]) == {"environment"}, "secret values come from .env, never a file"
+
+
 def test_prometheus_and_alertmanager_read_the_mounted_config_files(compose: dict[str, Any]) -> None:
     services = _services(compose)
     prom_cfg = next(a for a in services["prometheus"]["command"] if a.startswith("--config.file="))

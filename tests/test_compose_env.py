@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import yaml
+
 from common.config import knob_table, load_settings
 from tests.servers import repo_root
 
@@ -42,9 +44,17 @@ def test_every_tracker_knob_is_documented_with_its_default_and_reason() -> None:
         assert first_words in " ".join(text.replace("# ", " ").split()), f"{env}: reason not documented"
 
 
-def test_the_grafana_password_is_the_only_variable_that_must_be_set_and_has_no_value() -> None:
+def test_only_secrets_are_set_in_the_example_and_all_of_them_are_empty() -> None:
     uncommented = [line for line in _example().splitlines() if re.match(r"^[A-Z][A-Z0-9_]*=", line)]
-    assert uncommented == ["GRAFANA_ADMIN_PASSWORD="]
+    assert uncommented == ["GRAFANA_ADMIN_PASSWORD=", "ALERTMANAGER_SMTP_PASSWORD=",
+                           "ALERTMANAGER_WEBHOOK_TOKEN="]
+
+
+def test_every_compose_secret_comes_from_a_documented_variable() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
+    documented = _documented()
+    for name, secret in compose["secrets"].items():
+        assert secret["environment"] in documented, name
 
 
 def test_the_documented_defaults_load_as_valid_settings() -> None:
