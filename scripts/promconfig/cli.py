@@ -1,0 +1,113 @@
+"""Command line of the generator: render the committed files, check them, or write variants.
+
+    python -m scripts.promconfig render         # prometheus/prometheus.yml + prometheus/rules/*.yml
+    python -m scripts.promconfig check          # exit 1 if a committed file is out of date
+    python -m scripts.promconfig prometheus --out DIR --exporter 127.0.0.1:9108 ...
+    python -m scripts.promconfig rules --out DIR --set NoDataFlowing.threshold=10 --duration-scale 0.05
+    python -m scripts.promconfig alertmanager --out DIR --webhook-url http://127.0.0.1:9000/hook
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from scripts.promconfig.alertmanager_config import write_local_alertmanager_config
+from scripts.promconfig.prometheus_config import (
+    COMPOSE_TARGETS,
+    PROMETHEUS_FILE,
+    render_prometheus_config,
+    write_local_config,
+)
+from scripts.promconfig.rules import RULES_DIR, stale_rule_files, write_rule_files
+from scripts.promconfig.thresholds import ROOT, ThresholdError, load_thresholds
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m scripts.promconfig", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("render", help="rewrite prometheus/prometheus.yml and prometheus/rules/*.yml")
+    sub.add_parser("check", help="exit 1 when a committed generated file is out of date")
+
+    prom = sub.add_parser("prometheus", help="write a prometheus.yml for other targets (e.g. loopback)")
+    prom.add_argument("--out", type=Path, required=True, help="directory for prometheus.yml")
+    for job in ("exporter", "api", "prometheus", "alertmanager"):
+        prom.add_argument(f"--{job}", required=True, metavar="HOST:PORT", help=f"{job} target")
+    prom.add_argument("--scrape-interval", default="15s")
+    prom.add_argument("--evaluation-interval", default="15s")
+    prom.add_argument("--rules-dir", type=Path, default=RULES_DIR,
+                      help="directory whose *.yml are the rule files (default: the committed rules)")
+
+    rules = sub.add_parser("rules", help="write rule files with overridden thresholds or scaled for:")
+    rules.add_argument("--out", type=Path, required=True, help="directory for the rule files")
+    rules.add_argument("--set", action="append", default=[], metavar="ALERT.KEY=VALUE",
+                       help="override one value of prometheus/thresholds.yml (repeatable)")
+    rules.add_argument("--duration-scale", type=float, default=1.0,
+                       help="multiply every for: duration by this (e.g. 0.05 for tests)")
+
+    am = sub.add_parser("alertmanager", help="write the loopback variant of alertmanager/alertmanager.yml")
+    am.add_argument("--out", type=Path, required=True, help="directory for alertmanager.yml")
+    am.add_argument("--webhook-url", help="loopback URL every receiver posts to (default: none)")
+    am.add_argument("--timing-scale", type=float, default=1.0,
+                    help="multiply group_wait/group_interval/repeat_interval by this")
+    return parser
+
+
+def _overrides(pairs: Sequence[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or "." not in key:
+            raise ThresholdError(f"--set {pair!r}: expected ALERT.KEY=VALUE")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _stale() -> list[str]:
+    names = [f"prometheus/rules/{n}" for n in stale_rule_files()]
+    committed = PROMETHEUS_FILE.read_text(encoding="utf-8") if PROMETHEUS_FILE.is_file() else ""
+    if committed != render_prometheus_config(COMPOSE_TARGETS):
+        names.append("prometheus/prometheus.yml")
+    return names
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.command == "render":
+        written = write_rule_files(RULES_DIR, load_thresholds())
+        for extra in stale_rule_files(RULES_DIR):
+            (RULES_DIR / extra).unlink()  # a rule file no longer generated
+            print(f"removed prometheus/rules/{extra}")
+        PROMETHEUS_FILE.write_text(render_prometheus_config(COMPOSE_TARGETS), encoding="utf-8")
+        for path in (*written, PROMETHEUS_FILE):
+            print(path.relative_to(ROOT))
+        return 0
+    if args.command == "check":
+        stale = _stale()
+        for name in stale:
+            print(f"out of date: {name} (run: python -m scripts.promconfig render)", file=sys.stderr)
+        return 1 if stale else 0
+    if args.command == "prometheus":
+        print(write_local_config(args.out, exporter=args.exporter, api=args.api, prometheus=args.prometheus,
+                                 alertmanager=args.alertmanager, scrape_interval=args.scrape_interval,
+                                 evaluation_interval=args.evaluation_interval, rules_dir=args.rules_dir))
+        return 0
+    if args.command == "rules":
+        thresholds = load_thresholds().with_overrides(_overrides(args.set)).scaled(args.duration_scale)
+        for path in write_rule_files(args.out, thresholds):
+            print(path)
+        return 0
+    print(write_local_alertmanager_config(args.out, webhook_url=args.webhook_url,
+                                          timing_scale=args.timing_scale))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return run(args)
+    except ThresholdError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,89 @@
+"""Recording rules that alerts and dashboards reuse, named ``level:metric:operations``.
+
+Each rule aggregates to the ``job`` label (one exporter, one API today; several later
+without a rename), except the health score, which sums up the whole stack. Ratios are
+guarded so that a quiet stack records 0, never NaN: a NaN sample would poison every
+``avg_over_time`` over it for the length of the window.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from scripts.promconfig.model import RecordingRule, RuleGroup
+from scripts.promconfig.placeholders import promql_number
+from scripts.promconfig.thresholds import ThresholdSet
+
+#: Smallest request rate divided by, so that "no requests" is an error ratio of 0, not NaN.
+TINY_RATE: Final = "1e-12"
+
+
+def api_error_ratio(window: str) -> str:
+    """Share of API requests answered 5xx over ``window`` (0 without traffic)."""
+    return f"""(
+  sum by (job) (rate(bybit_api_requests_total{{status="5xx"}}[{window}]))
+  or
+  0 * sum by (job) (rate(bybit_api_requests_total[{window}]))
+)
+/
+clamp_min(sum by (job) (rate(bybit_api_requests_total[{window}])), {TINY_RATE})"""
+
+
+def health_score(thresholds: ThresholdSet) -> str:
+    """0-100: share of the stack's health checks passing; an absent component counts as failing."""
+    fresh = promql_number(thresholds.slo.data_freshness_seconds)
+    memory = promql_number(thresholds.alert("RedisMemoryHigh").number("threshold"))
+    checks = (
+        "max(bybit_ingest_up)",
+        "max(bybit_redis_up)",
+        f"max(bybit_data_staleness_seconds) < bool {fresh}",
+        f"max(job:bybit_redis_memory:ratio) < bool {memory}",
+        "sum(bybit_ws_connected) >= bool sum(bybit_ws_connections_desired)",
+        'max(up{job="exporter"})',
+        'max(up{job="api"})',
+    )
+    terms = "\n  + ".join(f"({check} or on () vector(0))" for check in checks)
+    return f"100 * (\n    {terms}\n) / {len(checks)}"
+
+
+def recording_group(thresholds: ThresholdSet) -> RuleGroup:
+    rules = (
+        # WebSocket reconnects: the seed's per-hour tiers, and the predictor's short and long rates.
+        RecordingRule("job:bybit_ws_reconnects:increase1h",
+                      "sum by (job) (increase(bybit_ws_reconnects_total[1h]))"),
+        RecordingRule("job:bybit_ws_reconnects:rate15m",
+                      "sum by (job) (rate(bybit_ws_reconnects_total[15m]))"),
+        RecordingRule("job:bybit_ws_reconnects:rate6h",
+                      "sum by (job) (rate(bybit_ws_reconnects_total[6h]))"),
+        # Message flow per coin and in all.
+        RecordingRule("job_coin:bybit_ws_messages:rate5m",
+                      "sum by (job, coin) (rate(bybit_ws_messages_total[5m]))"),
+        RecordingRule("job:bybit_ws_messages:rate5m",
+                      "sum by (job) (job_coin:bybit_ws_messages:rate5m)"),
+        # Ingest errors (the predictor compares the last hour with the six before).
+        RecordingRule("job:bybit_errors:rate1h", "sum by (job) (rate(bybit_errors_total[1h]))"),
+        RecordingRule("job:bybit_errors:rate6h", "sum by (job) (rate(bybit_errors_total[6h]))"),
+        RecordingRule("job:bybit_rest_rate_limited:increase10m",
+                      "sum by (job) (increase(bybit_rest_rate_limited_total[10m]))"),
+        # API traffic, errors, latency.
+        RecordingRule("job:bybit_api_requests:rate5m",
+                      "sum by (job) (rate(bybit_api_requests_total[5m]))"),
+        RecordingRule("job:bybit_api_requests:error_ratio_rate5m", api_error_ratio("5m")),
+        RecordingRule("job:bybit_api_request_duration_seconds:p95_rate5m",
+                      "histogram_quantile(0.95, sum by (job, le) "
+                      "(rate(bybit_api_request_duration_seconds_bucket[5m])))"),
+        RecordingRule("job:bybit_api_request_duration_seconds:p95_rate1h",
+                      "histogram_quantile(0.95, sum by (job, le) "
+                      "(rate(bybit_api_request_duration_seconds_bucket[1h])))"),
+        RecordingRule("job:bybit_message_lag_seconds:p95_rate1h",
+                      "histogram_quantile(0.95, sum by (job, le) "
+                      "(rate(bybit_message_lag_seconds_bucket[1h])))"),
+        # Redis memory against capacity: maxmemory, or the exporter's fallback capacity when
+        # maxmemory is 0 (REDIS_CAPACITY_BYTES or the host's memory); no ratio without a capacity.
+        RecordingRule("job:bybit_redis_memory:ratio",
+                      "max by (job) (bybit_redis_memory_used_bytes)\n"
+                      "/\n"
+                      "max by (job) (bybit_redis_memory_max_bytes > 0)"),
+        RecordingRule(":bybit_health:score", health_score(thresholds)),
+    )
+    return RuleGroup("bybit.recording", tuple(r.render() for r in rules))
