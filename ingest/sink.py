@@ -1,14 +1,16 @@
-"""Where every accepted ticker goes: counted, its lag observed, coalesced (pure).
+"""Where every accepted ticker goes: counted, its lag observed, rendered, coalesced (pure).
 
 Called once per valid frame from the connections' read loops, so it does the least
-possible: three counter bumps, one histogram observation, one dict store.
+possible: three counter bumps, one histogram observation, one RESP rendering, one dict store.
 """
 
 from __future__ import annotations
 
+from common.keys import OPTION_PREFIX
 from ingest.coalescer import Coalescer
 from ingest.frames import Ticker
 from ingest.lag import LagHistogram
+from ingest.resp import hset_ticker
 from ingest.stats import Counters
 
 
@@ -25,4 +27,9 @@ class TickerSink:
         counters.messages += 1
         counters.messages_by_coin[coin] += 1
         self.lag.observe((recv_ms - ticker.ts) / 1000.0)
-        self.coalescer.put(ticker.symbol, coin, ticker.ts, recv_ms, ticker.data)
+        symbol, ts = ticker.symbol, ticker.ts
+        if self.coalescer.is_stale(symbol, ts):
+            self.coalescer.stale_dropped += 1
+            return
+        command = hset_ticker(OPTION_PREFIX + symbol, ticker.data, ts, recv_ms)
+        self.coalescer.put(symbol, coin, ts, recv_ms, command)

@@ -127,11 +127,10 @@ class Writer:
             commands.extend(resp.command("SREM", keys.coin_index_key(c), *s) for c, s in by_coin.items())
         first_ticker = len(commands)
         new_in_index: dict[str, list[str]] = {}
-        hset, expire = resp.hset_ticker, resp.expire
+        expire, prefix = resp.expire, keys.OPTION_PREFIX
         for symbol, entry in batch:
-            key = keys.OPTION_PREFIX + symbol
-            commands.append(hset(key, entry.data, entry.ts, entry.recv_ms))
-            commands.append(expire(key, ttl))
+            commands.append(entry.command)
+            commands.append(expire(prefix + symbol, ttl))
             index = self.indexed.get(entry.coin)
             if index is None or symbol not in index:
                 new_in_index.setdefault(entry.coin, []).append(symbol)

@@ -312,3 +312,14 @@ def test_is_decimal_accepts_bybit_formats_only() -> None:
         assert is_decimal(good), good
     for bad in ("", "-", ".5", "5.", "1e", "1e99999", "NaN", "Infinity", "1e400"):
         assert not is_decimal(bad), bad
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(st.text(alphabet="0123456789.-+eE x", max_size=40), min_size=1, max_size=8))
+def test_the_one_regex_per_frame_accepts_exactly_what_the_per_value_pattern_accepts(
+        values: list[str]) -> None:
+    # Syntax only: finiteness ("1e999") is checked separately whenever an exponent is present.
+    from ingest.frames import _DECIMAL, _DECIMALS_JOINED
+
+    per_value = all(v == "" or _DECIMAL.fullmatch(v) is not None for v in values)
+    assert (_DECIMALS_JOINED.fullmatch("\x00".join(values)) is not None) == per_value

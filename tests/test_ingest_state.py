@@ -19,50 +19,55 @@ from ingest.stats import ConnectionState, Counters, coin_fields, global_fields, 
 A, B = "BTC-27DEC26-100000-C", "ETH-27DEC26-4000-P"
 
 
+def cmd(mark: str) -> bytes:
+    """A stand-in for a rendered HSET: the coalescer keeps whatever bytes it is given."""
+    return f"markPrice={mark}".encode()
+
+
 # --- coalescer ---------------------------------------------------------------------------------
 
 def test_the_newest_ticker_per_symbol_wins_and_is_written_once() -> None:
     c = Coalescer()
     for i in range(100):
-        c.put(A, "BTC", 1000 + i, 2000 + i, {"markPrice": str(i)})
-    c.put(B, "ETH", 5, 6, {"markPrice": "x"})
+        c.put(A, "BTC", 1000 + i, 2000 + i, cmd(str(i)))
+    c.put(B, "ETH", 5, 6, cmd("x"))
     batch = dict(c.take())
     assert set(batch) == {A, B}
-    assert batch[A].data == {"markPrice": "99"}
+    assert batch[A].command == cmd("99")
     assert batch[A].ts == 1099
     assert c.take() == []
 
 
 def test_an_older_frame_never_replaces_a_newer_one() -> None:
     c = Coalescer()
-    c.put(A, "BTC", 2000, 1, {"markPrice": "new"})
-    assert c.put(A, "BTC", 1999, 2, {"markPrice": "old"}) is False
-    assert c.latest[A].data == {"markPrice": "new"}
+    c.put(A, "BTC", 2000, 1, cmd("new"))
+    assert c.put(A, "BTC", 1999, 2, cmd("old")) is False
+    assert c.latest[A].command == cmd("new")
     assert c.stale_dropped == 1
 
 
 def test_memory_is_one_entry_per_symbol_however_long_redis_is_away() -> None:
     c = Coalescer()
     for i in range(10_000):
-        c.put(A if i % 2 else B, "BTC", i, i, {"markPrice": str(i)})
+        c.put(A if i % 2 else B, "BTC", i, i, cmd(str(i)))
     assert len(c) == 2
     assert c.pending == 2
 
 
 def test_a_failed_write_is_restored_without_clobbering_newer_entries() -> None:
     c = Coalescer()
-    c.put(A, "BTC", 1, 1, {"markPrice": "1"})
+    c.put(A, "BTC", 1, 1, cmd("1"))
     batch = c.take()
-    c.put(A, "BTC", 2, 2, {"markPrice": "2"})
+    c.put(A, "BTC", 2, 2, cmd("2"))
     c.restore(batch)
     again = dict(c.take())
-    assert again[A].data == {"markPrice": "2"}
+    assert again[A].command == cmd("2")
 
 
 def test_after_a_redis_restart_everything_is_dirty_again() -> None:
     c = Coalescer()
-    c.put(A, "BTC", 1, 1, {})
-    c.put(B, "ETH", 1, 1, {})
+    c.put(A, "BTC", 1, 1, b"")
+    c.put(B, "ETH", 1, 1, b"")
     c.take()
     c.mark_all_dirty()
     assert {s for s, _ in c.take()} == {A, B}
@@ -70,7 +75,7 @@ def test_after_a_redis_restart_everything_is_dirty_again() -> None:
 
 def test_removed_symbols_are_forgotten_and_never_restored() -> None:
     c = Coalescer()
-    c.put(A, "BTC", 1, 1, {})
+    c.put(A, "BTC", 1, 1, b"")
     batch = c.take()
     c.remove([A])
     c.restore(batch)
@@ -181,16 +186,19 @@ def test_the_heartbeat_has_the_documented_fields() -> None:
     assert set(doc) == {"ts", "pid", "rss_bytes", "cpu_seconds", "started_at"}
 
 
-def test_the_sink_counts_observes_lag_and_coalesces() -> None:
+def test_the_sink_counts_observes_lag_renders_and_coalesces() -> None:
     c = Counters(coins=("BTC",))
     co = Coalescer()
     lag = LagHistogram()
     sink = TickerSink(coalescer=co, counters=c, lag=lag)
     sink.accept(Ticker(A, 1_000, {"symbol": A}), "BTC", 1_250)
-    assert c.messages == 1
-    assert c.messages_by_coin["BTC"] == 1
-    assert lag.count == 1
-    assert lag.sum == pytest.approx(0.25)
+    sink.accept(Ticker(A, 999, {"symbol": A, "markPrice": "old"}), "BTC", 1_300)  # older: counted, not kept
+    assert c.messages == 2
+    assert c.messages_by_coin["BTC"] == 2
+    assert co.stale_dropped == 1
+    assert co.latest[A].command == resp.hset_ticker(keys.option_key(A), {"symbol": A}, 1_000, 1_250)
+    assert lag.count == 2
+    assert lag.sum == pytest.approx(0.25 + 0.301)
     assert co.latest[A].recv_ms == 1_250
 
 
@@ -205,11 +213,12 @@ def parse(raw: bytes) -> list[list[bytes]]:
     return out
 
 
-def test_the_option_hset_is_a_well_formed_resp_array_with_both_timestamps() -> None:
-    data = {"symbol": A, "markPrice": "7.5", "unknownButAllowed": "é"}
+@pytest.mark.parametrize("extra", ["plain", "é", "日本"])
+def test_the_option_hset_is_a_well_formed_resp_array_with_both_timestamps(extra: str) -> None:
+    data = {"symbol": A, "markPrice": "7.5", "otherField": extra}
     cmd = parse(resp.hset_ticker(keys.option_key(A), data, 123, 456))
     assert cmd == [[b"HSET", keys.option_key(A).encode(), b"symbol", A.encode(), b"markPrice", b"7.5",
-                    b"unknownButAllowed", "é".encode(), keys.F_OPTION_TS.encode(), b"123",
+                    b"otherField", extra.encode(), keys.F_OPTION_TS.encode(), b"123",
                     keys.F_OPTION_RECV_TS.encode(), b"456"]]
 
 

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from common import errors, keys
+from ingest import resp
 from ingest.coalescer import Coalescer
 from ingest.lag import LagHistogram
 from ingest.pressure import MemoryPressure
@@ -45,7 +46,8 @@ def make_writer(store: Store, clock: Clock | None = None) -> Writer:
 
 def put(w: Writer, symbol: str, ts: int, mark: str = "7.5") -> None:
     coin = symbol.split("-", maxsplit=1)[0]
-    w.coalescer.put(symbol, coin, ts, ts + 5, {**DATA, "symbol": symbol, "markPrice": mark})
+    data = {**DATA, "symbol": symbol, "markPrice": mark}
+    w.coalescer.put(symbol, coin, ts, ts + 5, resp.hset_ticker(keys.option_key(symbol), data, ts, ts + 5))
 
 
 async def test_a_flush_writes_each_hash_as_received_with_ttl_index_and_counters(
