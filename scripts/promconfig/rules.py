@@ -86,9 +86,9 @@ def stale_rule_files(out_dir: Path = RULES_DIR, rendered: Mapping[str, str] | No
     """Names of rule files in ``out_dir`` that differ from the rendering, are missing or are extra."""
     expected = rendered if rendered is not None else render_rule_files()
     present = {p.name for p in out_dir.glob("*.yml")}
-    out = sorted(present - set(expected))
+    out = present - set(expected)
     for name, text in expected.items():
         path = out_dir / name
         if not path.is_file() or path.read_text(encoding="utf-8") != text:
-            out.append(name)
-    return out
+            out.add(name)
+    return sorted(out)
