@@ -15,7 +15,6 @@ a final flush and the reporter a final stats write, each bounded so the process 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 from typing import Final
@@ -115,8 +114,3 @@ async def _final_writes(writer: Writer, reporter: Reporter) -> None:
         if not ok:
             log.warning(f"{what} not completed", extra={"pending": writer.coalescer.pending})
 
-
-def run(settings: Settings) -> None:
-    """Entry point: the event loop until a signal stops it."""
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(main(settings))

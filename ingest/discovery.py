@@ -176,19 +176,31 @@ class Discovery:
         return got
 
     async def run(self) -> None:
+        """Discover every coin (a coin never discovered yet is retried with backoff), then refresh.
+
+        A coin that keeps failing never holds the others back: the known coins are refreshed
+        on their timer while the missing one is retried.
+        """
         backoff = Backoff(cap=self.retry_cap)
-        pending = list(self.coins)
-        while pending:
-            got = await self.fetch(pending)
-            if got:
-                self.known.update(got)
-                self.on_universe(got)
-                log.info("instruments discovered", extra={"symbols": {c: len(s) for c, s in got.items()}})
-            pending = [c for c in pending if c not in got]
-            if pending:
-                await asyncio.sleep(backoff.next_delay())
+        loop = asyncio.get_running_loop()
+        next_refresh = loop.time() + self.refresh_interval
         while True:
-            await asyncio.sleep(self.refresh_interval)
-            got = await self.fetch(self.coins)
-            if got:
-                self.on_universe(got)
+            missing = [c for c in self.coins if c not in self.known]
+            if missing:
+                got = await self.fetch(missing)
+                if got:
+                    self.known.update(got)
+                    self.on_universe(got)
+                    log.info("instruments discovered", extra={"symbols": {c: len(s) for c, s in got.items()}})
+            if loop.time() >= next_refresh:
+                known = [c for c in self.coins if c in self.known]
+                got = await self.fetch(known)
+                if got:
+                    self.on_universe(got)
+                next_refresh = loop.time() + self.refresh_interval
+            if any(c not in self.known for c in self.coins):
+                wait = min(backoff.next_delay(), max(0.0, next_refresh - loop.time()))
+            else:
+                backoff.reset()
+                wait = max(0.0, next_refresh - loop.time())
+            await asyncio.sleep(wait)

@@ -86,9 +86,12 @@ class Scripted:
         self.answers: list[tuple[int, Any]] = []
         self.default: tuple[int, Any] = (200, {"retCode": 0, "result": {"list": [], "nextPageCursor": ""}})
         self.calls: list[dict[str, str]] = []
+        self.failing_coins: set[str] = set()
 
     async def handle(self, request: web.Request) -> web.Response:
         self.calls.append(dict(request.query))
+        if request.query.get("baseCoin") in self.failing_coins:
+            return web.Response(status=502, text="bad gateway")
         status, body = self.answers.pop(0) if self.answers else self.default
         if isinstance(body, dict):
             return web.json_response(body, status=status)
@@ -191,3 +194,32 @@ async def test_startup_retries_until_discovery_succeeds_and_a_failed_refresh_kee
     # The refresh that failed in between changed nothing (no call); the next one brought the new listing.
     assert universes[1] == {"BTC": {"BTC-27DEC26-100000-C", "BTC-27DEC26-110000-C"}}
     assert counters.errors[errors.REST_ERROR] == 3
+
+
+async def test_a_coin_that_keeps_failing_does_not_hold_back_the_refresh_of_the_others(
+        session: aiohttp.ClientSession, scripted: tuple[Scripted, str]) -> None:
+    script, url = scripted
+    script.failing_coins = {"ETH"}
+    script.default = page([item("BTC-27DEC26-100000-C")])
+    universes: list[dict[str, set[str]]] = []
+    three = asyncio.Event()
+
+    def on_universe(universe: dict[str, set[str]]) -> None:
+        universes.append(universe)
+        if len(universes) == 3:
+            three.set()
+
+    counters = Counters(coins=("BTC", "ETH"))
+    d = Discovery(client(session, url, counters), coins=("BTC", "ETH"), refresh_interval=0.05,
+                  retry_cap=0.02, on_universe=on_universe, counters=counters)
+    task = asyncio.create_task(d.run())
+    try:
+        async with asyncio.timeout(10):
+            await three.wait()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert all(u == {"BTC": {"BTC-27DEC26-100000-C"}} for u in universes)
+    eth_calls = sum(1 for c in script.calls if c["baseCoin"] == "ETH")
+    assert eth_calls >= 3  # still retried, with backoff
+    assert counters.errors[errors.REST_ERROR] == eth_calls

@@ -136,6 +136,8 @@ def test_help_lists_the_knobs_and_exits_0() -> None:
     ({"INGEST_PING_INTERVAL": "soon"}, None, "INGEST_PING_INTERVAL"),
     ({"BYBIT_COINS": "btc,???"}, None, "BYBIT_COINS"),
     ({"BYBIT_WS_URL": "http://not-a-websocket"}, None, "BYBIT_WS_URL"),
+    ({"REDIS_URL": "localhost:6379"}, None, "REDIS_URL"),
+    ({"BYBIT_REST_URL": "api.bybit.com"}, None, "BYBIT_REST_URL"),
     ({}, "unknown_knob: 1\n", "unknown key"),
 ])
 def test_a_bad_configuration_exits_2_with_a_message_naming_it(
