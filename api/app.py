@@ -1,5 +1,8 @@
 """The API application: routes, middlewares (metrics outermost, then JSON errors), lifecycle.
 
+Lifecycle: the cache's background refresher runs from startup to cleanup; Redis is closed
+after the last refresh has finished.
+
 Read-only: every route is GET (HEAD comes with it); any other method on a known path is a
 405 JSON answer with ``Allow``, any unknown path a 404 JSON answer. An exception no
 handler expected is logged with its traceback, counted (``bybit_api_errors_total{type=
@@ -9,7 +12,7 @@ handler expected is logged with its traceback, counted (``bybit_api_errors_total
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Final
 
 import orjson
@@ -20,6 +23,7 @@ from api.context import ApiContext
 from api.errors import ApiError, error_response, quote
 from api.metrics import ApiMetrics, metrics_middleware
 from api.openapi import openapi_document
+from api.refresher import Refresher
 from api.store import Store, make_redis
 from common.config import Settings
 
@@ -83,8 +87,15 @@ def build_app(settings: Settings) -> web.Application:
     app.router.add_get("/openapi.json", routes.openapi)
     app.on_response_prepare.append(_security_headers)
 
-    async def close_redis(_app: web.Application) -> None:
+    async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
+        """Background refreshes while serving; on shutdown, finish them, then close Redis."""
+        async with Refresher(ctx.metrics.errors.labels("internal").inc) as refresher:
+            ctx.cache.spawn = refresher.spawn
+            try:
+                yield
+            finally:
+                ctx.cache.spawn = None
         await redis.aclose()
 
-    app.on_cleanup.append(close_redis)
+    app.cleanup_ctx.append(lifecycle)
     return app

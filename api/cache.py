@@ -4,27 +4,31 @@ Why: a coin's answer costs two Redis round trips and ~20 ms of parsing for 1,000
 a hundred clients polling every second must not multiply that by a hundred. So:
 
 - **fresh** (younger than ``ttl``): served from memory (``hit``);
-- **expired**: exactly one request (the leader) reads Redis (``miss``); every request for
-  the same coin arriving meanwhile is served the previous answer when the previous read
-  succeeded less than ``ttl + grace`` ago (a ``hit``, at most one read older than a fresh
-  one), or else waits for the leader's result — one Redis read per coin per ``ttl``,
-  however many clients;
+- **expired**: exactly one read of Redis starts. When the previous read succeeded less
+  than ``ttl + grace`` ago, that read runs in the background (:mod:`api.refresher`) and
+  every request meanwhile is served the previous answer (a ``hit``, at most one read older
+  than a fresh one) — in steady traffic no request waits for Redis. Otherwise (first
+  request, idle coin, after a failure) the request that noticed reads inline (``miss``)
+  and the others for the same coin wait for its result. Either way: one Redis read per
+  coin per ``ttl``, however many clients;
 - **Redis failing**: the previous answer is served while it is younger than
   ``stale_max`` (``stale``); after a failed read the next attempt waits ``ttl``, so an
   outage costs Redis one attempt per coin per ``ttl``, not one per request. With nothing
   recent enough, :class:`~api.store.RedisUnavailable` propagates (the route answers 503).
 
-The leader reads inside its own request (no background task to own or leak); if it is
-cancelled, its followers get the failure and retry on their next request.
+An inline reader that is cancelled releases its waiters with a failure; they retry on
+their next request. Background reads are tasks of the refresher's task group, never
+free-floating.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Final, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 from api.store import CONNECTION, RedisUnavailable
 
@@ -66,15 +70,21 @@ class SingleFlightCache(Generic[T]):
         self.stale_max = stale_max
         self._clock = clock
         self._slots: dict[str, _Slot[T]] = {}
+        #: Runs a refresh in the background (``api.refresher.Refresher.spawn``); without one,
+        #: or when it declines, the request that finds the value expired reads inline.
+        self.spawn: Callable[[Coroutine[Any, Any, None]], bool] | None = None
 
     async def get(self, key: str) -> Lookup[T]:
         slot = self._slots.setdefault(key, _Slot())
         now = self._clock()
-        if slot.value is not None and now - slot.read_at < self.ttl:
-            return Lookup(slot.value, HIT, now - slot.read_at)
+        age = now - slot.read_at
+        if slot.value is not None and age < self.ttl:
+            return Lookup(slot.value, HIT, age)
+        # The previous value, when its read succeeded and a refresh is due or under way.
+        recent = slot.value is not None and slot.error is None and age < self.ttl + self.grace
         if slot.inflight is not None:
-            if slot.value is not None and slot.error is None and now - slot.read_at < self.ttl + self.grace:
-                return Lookup(slot.value, HIT, now - slot.read_at)  # a refresh is under way
+            if recent and slot.value is not None:
+                return Lookup(slot.value, HIT, age)
             try:
                 value = await asyncio.shield(slot.inflight)
             except RedisUnavailable as exc:
@@ -82,11 +92,19 @@ class SingleFlightCache(Generic[T]):
             return Lookup(value, HIT, self._clock() - slot.read_at)
         if now < slot.retry_at and slot.error is not None:
             return self._stale_or_raise(slot, slot.error)
-        return await self._lead(key, slot)
-
-    async def _lead(self, key: str, slot: _Slot[T]) -> Lookup[T]:
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         slot.inflight = future
+        if recent and slot.value is not None and self.spawn is not None \
+                and self.spawn(self._refresh(key, slot, future)):
+            return Lookup(slot.value, HIT, age)
+        try:
+            value = await self._read(key, slot, future)
+        except RedisUnavailable as exc:
+            return self._stale_or_raise(slot, exc)
+        return Lookup(value, MISS, 0.0)
+
+    async def _read(self, key: str, slot: _Slot[T], future: asyncio.Future[T]) -> T:
+        """Load ``key`` into ``slot``; resolves ``future`` for whoever waits on it."""
         try:
             value = await self._load(key)
         except RedisUnavailable as exc:
@@ -94,7 +112,7 @@ class SingleFlightCache(Generic[T]):
             slot.retry_at = self._clock() + self.ttl
             future.set_exception(exc)
             future.exception()  # retrieved: no "never retrieved" warning when nobody waited
-            return self._stale_or_raise(slot, exc)
+            raise
         except BaseException:
             # Cancelled (or a bug): release the followers; the next request reads again.
             future.set_exception(RedisUnavailable(CONNECTION, "the read was abandoned"))
@@ -104,7 +122,12 @@ class SingleFlightCache(Generic[T]):
             slot.inflight = None
         slot.value, slot.read_at, slot.error, slot.retry_at = value, self._clock(), None, 0.0
         future.set_result(value)
-        return Lookup(value, MISS, 0.0)
+        return value
+
+    async def _refresh(self, key: str, slot: _Slot[T], future: asyncio.Future[T]) -> None:
+        """A background read: a failure is recorded in the slot (the loader logged and counted it)."""
+        with contextlib.suppress(RedisUnavailable):
+            await self._read(key, slot, future)
 
     def _stale_or_raise(self, slot: _Slot[T], exc: RedisUnavailable) -> Lookup[T]:
         age = self._clock() - slot.read_at

@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 
 from api.cache import HIT, MISS, STALE, SingleFlightCache
+from api.refresher import Refresher
 from api.store import CONNECTION, RedisUnavailable
 from tests.fixtures_readers import Layout, layout, make_symbols, parse_exposition, serve_api
 from tests.servers import RedisServer
@@ -37,14 +38,22 @@ class Loader:
         self.calls = 0
         self.failing = False
         self.gate: asyncio.Event | None = None
+        self.started = asyncio.Event()
+        self.finished = asyncio.Event()
 
     async def __call__(self, key: str) -> str:
         self.calls += 1
+        self.started.set()
         if self.gate is not None:
             await self.gate.wait()
+        self.finished.set()
         if self.failing:
             raise RedisUnavailable(CONNECTION, "down")
         return f"{key}#{self.calls}"
+
+    def reset_events(self) -> None:
+        self.started.clear()
+        self.finished.clear()
 
 
 def make_cache(loader: Loader, clock: Clock) -> SingleFlightCache[str]:
@@ -138,6 +147,98 @@ async def test_a_cancelled_leader_releases_its_followers() -> None:
     assert (await cache.get("BTC")).result == MISS  # the next request reads again
 
 
+async def test_in_steady_traffic_the_refresh_runs_in_the_background_and_nobody_waits() -> None:
+    loader, clock = Loader(), Clock()
+    cache = make_cache(loader, clock)
+    async with Refresher(on_bug=lambda: None) as refresher:
+        cache.spawn = refresher.spawn
+        await cache.get("BTC")
+        clock.now += 1.1  # expired, previous read recent
+        loader.gate = asyncio.Event()
+        loader.reset_events()
+        during = await cache.get("BTC")  # returns although the read is held
+        assert (during.value, during.result) == ("BTC#1", HIT)
+        await loader.started.wait()  # the read runs in the background
+        assert (await cache.get("BTC")).value == "BTC#1"  # no second read while one runs
+        loader.gate.set()
+        await loader.finished.wait()
+        assert (await cache.get("BTC")).value == "BTC#2"
+    assert loader.calls == 2
+
+
+async def test_an_idle_key_is_read_inline_rather_than_served_old() -> None:
+    loader, clock = Loader(), Clock()
+    cache = make_cache(loader, clock)
+    async with Refresher(on_bug=lambda: None) as refresher:
+        cache.spawn = refresher.spawn
+        await cache.get("BTC")
+        clock.now += 10  # far beyond ttl + grace
+        found = await cache.get("BTC")
+    assert (found.value, found.result) == ("BTC#2", MISS)
+
+
+async def test_stopping_the_refresher_waits_for_refreshes_in_flight() -> None:
+    loader, clock = Loader(), Clock()
+    cache = make_cache(loader, clock)
+    refresher = Refresher(on_bug=lambda: None)
+    async with refresher:
+        cache.spawn = refresher.spawn
+        await cache.get("BTC")
+        clock.now += 1.1
+        loader.gate = asyncio.Event()
+        await cache.get("BTC")
+        asyncio.get_running_loop().call_soon(loader.gate.set)
+    assert cache.peek("BTC") == "BTC#2"  # the read finished before the exit returned
+    assert not refresher.running
+    assert refresher.spawn(asyncio.sleep(0)) is False
+
+
+async def test_leaving_the_refresher_on_an_error_cancels_refreshes_in_flight() -> None:
+    held = asyncio.Event()  # never set: a refresh that would block forever
+    started = asyncio.Event()
+
+    async def stuck() -> None:
+        started.set()
+        await held.wait()
+
+    refresher = Refresher(on_bug=lambda: None)
+
+    async def fail_while_a_refresh_is_stuck() -> None:
+        async with refresher:
+            refresher.spawn(stuck())
+            await started.wait()
+            raise ZeroDivisionError
+
+    with pytest.raises(ZeroDivisionError):
+        await fail_while_a_refresh_is_stuck()
+    assert not refresher.running
+
+
+async def test_a_refresh_that_fails_unexpectedly_is_counted_and_the_group_survives() -> None:
+    bugs: list[int] = []
+    counted = asyncio.Event()
+
+    def on_bug() -> None:
+        bugs.append(1)
+        counted.set()
+
+    async def broken() -> None:
+        raise KeyError("a bug")
+
+    async with Refresher(on_bug=on_bug) as refresher:
+        assert refresher.spawn(broken())
+        await counted.wait()
+        assert refresher.running
+        done = asyncio.Event()
+
+        async def fine() -> None:
+            done.set()
+
+        assert refresher.spawn(fine())
+        await done.wait()
+    assert bugs == [1]
+
+
 # --- against a real Redis ------------------------------------------------------------------
 
 
@@ -175,7 +276,7 @@ async def fetch_text(session: aiohttp.ClientSession, url: str) -> tuple[int, dic
         return resp.status, dict(resp.headers), await resp.text()
 
 
-async def test_after_the_ttl_the_next_request_reads_redis_again(
+async def test_a_change_in_redis_is_served_after_one_ttl_at_one_read_per_ttl(
     layout: Layout, redis_server: RedisServer,
 ) -> None:
     now_ms = int(time.time() * 1000)
@@ -183,6 +284,7 @@ async def test_after_the_ttl_the_next_request_reads_redis_again(
     async with serve_api(redis_server.url, API_CACHE_TTL="0.2") as url, aiohttp.ClientSession() as session:
         _, _, first = await fetch(session, url + "/api/options/BTC")
         layout.option("BTC-27DEC26-90000-C", ts_ms=now_ms)
+        reads_before, started = calls(layout, "smembers"), time.monotonic()
 
         async def updated() -> Any:
             while True:
@@ -192,8 +294,10 @@ async def test_after_the_ttl_the_next_request_reads_redis_again(
                 await asyncio.sleep(0.05)
 
         second = await asyncio.wait_for(updated(), timeout=10)
+        reads, elapsed = calls(layout, "smembers") - reads_before, time.monotonic() - started
     assert first["count"] == 1
-    assert second["cache"] == "miss"
+    assert second["count"] == 2
+    assert 1 <= reads <= elapsed / 0.2 + 2  # polled every 50 ms, read at most once per TTL
 
 
 async def test_with_redis_killed_the_last_answer_is_served_marked_stale_then_503(

@@ -1,0 +1,241 @@
+"""API latency under load: ``python -m api`` against a naive handler, same Redis, same run.
+
+Seeds a throwaway redis-server on loopback with 1,000 BTC options (plus a few ETH/SOL),
+starts the real API (``python -m api``, default 1 s cache) and a naive API (no cache: per
+request ``SMEMBERS`` then one ``HGETALL`` round trip per option, ``json.dumps``) as
+subprocesses, and drives both from this process with aiohttp:
+
+- the seed's checks: a burst of 100 concurrent requests (all must succeed) and 100
+  sequential requests (average must be < 0.5 s);
+- 100 clients polling once a second each (open loop, ~100 requests/s): p50/p99;
+- 100 clients back to back (closed loop): throughput and p50/p99, full answer and a
+  filtered one (one expiry's calls).
+
+    .venv/bin/python -m bench.bench_api [--options 1000] [--seconds 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+import redis
+from aiohttp import web
+
+from common import keys
+from tests.fixtures_readers import Layout, make_symbols
+from tests.servers import (
+    LOOPBACK,
+    ManagedProcess,
+    RedisServer,
+    free_port,
+    http_ok,
+    python_env,
+    repo_root,
+    wait_until,
+)
+
+CLIENTS = 100
+
+
+# --- the naive baseline ---------------------------------------------------------------------
+
+def naive_app(redis_url: str) -> web.Application:
+    """What a first version would do: no cache, one round trip per option, json.dumps."""
+    import redis.asyncio as aredis
+
+    client = aredis.Redis.from_url(redis_url, decode_responses=True)
+
+    async def options(request: web.Request) -> web.Response:
+        coin = request.match_info["coin"]
+        out = []
+        for symbol in sorted(map(str, await client.smembers(keys.coin_index_key(coin)))):
+            fields = await client.hgetall(keys.option_key(symbol))
+            if fields:
+                out.append({"symbol": symbol, **fields})
+        return web.Response(text=json.dumps({"coin": coin, "count": len(out), "options": out}),
+                            content_type="application/json")
+
+    async def healthz(_request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/api/options/{coin}", options)
+    app.router.add_get("/healthz", healthz)
+    return app
+
+
+def serve_naive(port: int, redis_url: str) -> None:
+    web.run_app(naive_app(redis_url), host=LOOPBACK, port=port, access_log=None, print=None)
+
+
+# --- load -----------------------------------------------------------------------------------
+
+async def timed_get(session: aiohttp.ClientSession, url: str) -> tuple[float, int, int]:
+    started = time.perf_counter()
+    async with session.get(url) as resp:
+        body = await resp.read()
+        return time.perf_counter() - started, resp.status, len(body)
+
+
+async def burst(url: str, n: int) -> list[tuple[float, int, int]]:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=n)) as session:
+        return list(await asyncio.gather(*(timed_get(session, url) for _ in range(n))))
+
+
+async def sequential(url: str, n: int) -> list[tuple[float, int, int]]:
+    async with aiohttp.ClientSession() as session:
+        return [await timed_get(session, url) for _ in range(n)]
+
+
+async def open_loop(url: str, clients: int, seconds: float) -> list[tuple[float, int, int]]:
+    """Each client asks once per second (staggered), whatever the answers' speed."""
+    results: list[tuple[float, int, int]] = []
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=clients)) as session:
+        async def client(offset: float) -> None:
+            await asyncio.sleep(offset)
+            deadline = time.perf_counter() + seconds
+            next_at = time.perf_counter()
+            while next_at < deadline:
+                results.append(await timed_get(session, url))
+                next_at += 1.0
+                await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+
+        async with asyncio.TaskGroup() as group:
+            for i in range(clients):
+                group.create_task(client(i / clients))
+    return results
+
+
+async def closed_loop(url: str, clients: int, seconds: float) -> tuple[list[tuple[float, int, int]], float]:
+    results: list[tuple[float, int, int]] = []
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=clients)) as session:
+        deadline = time.perf_counter() + seconds
+
+        async def client() -> None:
+            while time.perf_counter() < deadline:
+                results.append(await timed_get(session, url))
+
+        started = time.perf_counter()
+        async with asyncio.TaskGroup() as group:
+            for _ in range(clients):
+                group.create_task(client())
+        elapsed = time.perf_counter() - started
+    return results, elapsed
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+Results = list[tuple[float, int, int]]  # (seconds, status, body bytes) per request
+
+
+def row(name: str, server: str, results: Results, elapsed: float | None = None) -> str:
+    times = [t for t, _, _ in results]
+    ok = sum(1 for _, s, _ in results if s == 200)
+    size = statistics.fmean(n for _, _, n in results) / 1024
+    rate = f"{len(results) / elapsed:9,.0f}" if elapsed else f"{'':>9}"
+    return (f"{name:<34} {server:<6} {len(results):>6} {ok:>6} {size:7.0f} {rate} "
+            f"{statistics.fmean(times) * 1000:9.1f} {pct(times, 0.5) * 1000:8.1f} "
+            f"{pct(times, 0.99) * 1000:8.1f} {max(times) * 1000:8.1f}")
+
+
+async def run(api_url: str, naive_url: str, *, seconds: float, naive_seconds: float,
+              expiry: str) -> tuple[list[str], dict[str, dict[str, Results]]]:
+    lines = []
+    full, filtered = "/api/options/BTC", f"/api/options/BTC?expiry={expiry}&type=C"
+    measured: dict[str, dict[str, Results]] = {}
+    for server, base, length in (("api", api_url, seconds), ("naive", naive_url, naive_seconds)):
+        await sequential(base + full, 3)  # warm connections and caches
+        runs = measured[server] = {}
+        runs["burst"] = await burst(base + full, CLIENTS)
+        lines.append(row("seed: 100 concurrent (burst)", server, runs["burst"]))
+        runs["sequential"] = await sequential(base + full, 100)
+        lines.append(row("seed: 100 sequential", server, runs["sequential"]))
+        runs["open"] = await open_loop(base + full, CLIENTS, length)
+        lines.append(row("100 clients x 1 req/s, full", server, runs["open"]))
+        runs["closed"], elapsed = await closed_loop(base + full, CLIENTS, length)
+        lines.append(row("100 clients back to back, full", server, runs["closed"], elapsed))
+        if server == "api":
+            results, elapsed = await closed_loop(base + filtered, CLIENTS, length)
+            lines.append(row("100 clients back to back, filtered", server, results, elapsed))
+    return lines, measured
+
+
+def start(argv: list[str], log: Path, url: str, **env: str) -> ManagedProcess:
+    proc = ManagedProcess(argv, log, env=python_env(**env), cwd=str(repo_root()))
+    proc.start()
+    wait_until(lambda: http_ok(url + "/healthz"), timeout=30, what=f"{argv} ({log})")
+    return proc
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_api")
+    parser.add_argument("--options", type=int, default=1000, help="BTC options in Redis")
+    parser.add_argument("--seconds", type=float, default=8.0, help="length of each load phase (api)")
+    parser.add_argument("--naive-seconds", type=float, default=3.0, help="length of each load phase (naive)")
+    parser.add_argument("--serve-naive", nargs=2, metavar=("PORT", "REDIS_URL"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_naive:
+        serve_naive(int(args.serve_naive[0]), args.serve_naive[1])
+        return
+    workdir = Path(tempfile.mkdtemp(prefix="bench-api-"))
+    server = RedisServer(workdir)
+    server.start()
+    procs: list[ManagedProcess] = []
+    try:
+        client = redis.Redis.from_url(server.url, decode_responses=True)
+        layout = Layout(client)
+        now = time.time()
+        symbols = make_symbols("BTC", args.options, seed=11)
+        layout.options(symbols, now=now)
+        layout.options(make_symbols("ETH", 50, seed=12) + make_symbols("SOL", 20, seed=13), now=now)
+        layout.stats(**{keys.F_LAST_UPDATE: int(now)})
+        expiry = max(set(s.split("-")[1] for s in symbols), key=lambda e: sum(e in s for s in symbols))
+        api_port, naive_port = free_port(), free_port()
+        api_url, naive_url = f"http://{LOOPBACK}:{api_port}", f"http://{LOOPBACK}:{naive_port}"
+        procs.append(start([sys.executable, "-m", "api"], workdir / "api.log", api_url, REDIS_URL=server.url,
+                           API_HOST=LOOPBACK, API_PORT=str(api_port), LOG_FORMAT="text"))
+        procs.append(start([sys.executable, "-m", "bench.bench_api", "--serve-naive", str(naive_port),
+                            server.url], workdir / "naive.log", naive_url))
+        lines, measured = asyncio.run(run(api_url, naive_url, seconds=args.seconds,
+                                          naive_seconds=args.naive_seconds, expiry=expiry))
+    finally:
+        for proc in procs:
+            proc.stop()
+        server.stop()
+    print(f"GET /api/options/BTC with {args.options} BTC options in Redis; API cache TTL 1 s; "
+          f"client and servers on one 2-core host, loopback")
+    print(f"{'scenario':<34} {'server':<6} {'reqs':>6} {'ok':>6} {'KiB':>7} {'req/s':>9} {'mean ms':>9} "
+          f"{'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
+    for line in lines:
+        print(line)
+    print("ratio naive/api (same run):")
+    for scenario, label in (("burst", "burst mean"), ("sequential", "sequential mean"),
+                            ("open", "1 req/s p99"), ("closed", "back to back p99")):
+        api_times = [t for t, _, _ in measured["api"][scenario]]
+        naive_times = [t for t, _, _ in measured["naive"][scenario]]
+        if scenario in ("burst", "sequential"):
+            ratio = statistics.fmean(naive_times) / statistics.fmean(api_times)
+        else:
+            ratio = pct(naive_times, 0.99) / pct(api_times, 0.99)
+        print(f"  {label:<18} {ratio:8.0f}x")
+    seq = statistics.fmean(t for t, _, _ in measured["api"]["sequential"])
+    ok = all(s == 200 for _, s, _ in measured["api"]["burst"])
+    open_p99 = pct([t for t, _, _ in measured["api"]["open"]], 0.99)
+    print(f"seed checks: 100 concurrent all ok: {ok}; 100 sequential mean {seq * 1000:.1f} ms (< 500 ms: "
+          f"{seq < 0.5}); goal p99 <= 25 ms at 100 clients x 1 req/s: {open_p99 * 1000:.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
+
