@@ -66,11 +66,16 @@ class Refresher:
 
     def spawn(self, coroutine: Coroutine[Any, Any, object]) -> bool:
         """Run ``coroutine`` in the group; False (and the coroutine closed) once stopping."""
-        if self._group is None:
-            coroutine.close()
-            return False
-        self._group.create_task(self._guarded(coroutine))
-        return True
+        if self._group is not None:
+            try:
+                self._group.create_task(self._guarded(coroutine))
+            except RuntimeError:
+                # The group is shutting down (its owner was cancelled): the caller reads inline.
+                log.debug("refresh not started: refresher shutting down")
+            else:
+                return True
+        coroutine.close()
+        return False
 
     async def _guarded(self, coroutine: Coroutine[Any, Any, object]) -> None:
         try:
