@@ -85,6 +85,10 @@ class Pool:
             while index >= len(self.connections):
                 self._new_connection()
             self.connections[index].add(joining)
+        # Each refresh gives topics that ran out of subscribe retries another chance.
+        for conn in self.connections:
+            if conn.subs.retry_parked():
+                conn.wake()
         if not change.empty:
             log.info("instruments changed", extra={
                 "added": {c: len(s) for c, s in change.added.items()},
