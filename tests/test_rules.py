@@ -231,3 +231,19 @@ def test_every_quiet_case_lists_every_alert() -> None:
         assert listed == everyone, f"{f}: {case['name']} does not list {sorted(everyone - listed)}"
         assert all(not t["exp_alerts"] for t in case["alert_rule_test"])
         assert any(t["expr"].startswith("count(ALERTS)") for t in case["promql_expr_test"])
+
+
+# --- docs/alerting.md --------------------------------------------------------------------------------------
+
+ROUTE_OF = {"critical": "oncall-pager", "warning": "team", "info": "team-digest"}
+
+
+def test_the_alerting_guide_has_a_true_row_for_every_alert() -> None:
+    text = (ROOT / "docs" / "alerting.md").read_text(encoding="utf-8")
+    row = re.compile(r"^\| `([A-Za-z0-9]+)` \| (critical|warning|info) \|.*\| ([0-9a-z]+) \| ([a-z-]+) \|$",
+                     re.MULTILINE)
+    rows = {m.group(1): (m.group(2), m.group(3), m.group(4)) for m in row.finditer(text)}
+    for rule in rules_of("alert"):
+        severity = rule["labels"]["severity"]
+        assert rows.get(rule["alert"]) == (severity, rule.get("for", "0s"), ROUTE_OF[severity]), rule["alert"]
+    assert set(rows) == set(alert_names())
