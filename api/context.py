@@ -7,21 +7,26 @@ single-flight cache, counted by cache result, with a Redis failure turned into a
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Final
 
 from api import errors
 from api.cache import Lookup, SingleFlightCache
 from api.errors import ApiError
 from api.metrics import ApiMetrics
-from api.records import CoinData, build_coin_data
+from api.records import CoinData, OptionRecord, assemble, build_records
 from api.store import RedisUnavailable, Store
 from common.config import Settings
 from common.logs import LogThrottle
 
 log = logging.getLogger("api")
+
+#: Options turned into records between two yields to the event loop while a read is built.
+BUILD_BATCH: Final = 100
 
 
 @dataclass
@@ -51,7 +56,15 @@ class ApiContext:
                     "coin": coin, "error_type": exc.kind, "error": exc.detail[:300],
                     "suppressed": suppressed})
             raise
-        data = build_coin_data(coin, hashes, fetched_at=time.time())
+        fetched_at = time.time()
+        records: list[OptionRecord] = []
+        malformed: list[str] = []
+        for start in range(0, len(hashes), BUILD_BATCH):
+            built, bad = build_records(coin, hashes[start:start + BUILD_BATCH])
+            records += built
+            malformed += bad
+            await asyncio.sleep(0)  # let waiting requests through between batches (~1 ms each)
+        data = assemble(coin, records, malformed, fetched_at=fetched_at)
         skipped = len(refused) + len(data.skipped)
         if skipped:
             self.metrics.errors.labels("bad_data").inc(skipped)

@@ -92,12 +92,12 @@ def build_record(symbol: str, stored: Mapping[str, str]) -> OptionRecord | None:
                         kind=parsed.kind, settle=settle, recv_ms=recv_ms, json=orjson.dumps(doc))
 
 
-def build_coin_data(coin: str, hashes: Iterable[tuple[str, Mapping[str, str]]], *,
-                    fetched_at: float) -> CoinData:
-    """Records of ``coin`` from (symbol, stored hash) pairs; empty hashes (expired) are dropped.
+def build_records(coin: str, hashes: Iterable[tuple[str, Mapping[str, str]]]) -> tuple[
+        list[OptionRecord], list[str]]:
+    """(records, skipped symbols) from (symbol, stored hash) pairs; empty hashes (expired) are dropped.
 
-    A member that is not a well-formed option of ``coin`` is skipped and reported in
-    :attr:`CoinData.skipped`: the index is data, and data is validated before it is served.
+    A member that is not a well-formed option of ``coin`` is skipped and reported: the index
+    is data, and data is validated before it is served.
     """
     records: list[OptionRecord] = []
     skipped: list[str] = []
@@ -110,6 +110,18 @@ def build_coin_data(coin: str, hashes: Iterable[tuple[str, Mapping[str, str]]], 
             skipped.append(symbol)
         else:
             records.append(record)
+    return records, skipped
+
+
+def build_coin_data(coin: str, hashes: Iterable[tuple[str, Mapping[str, str]]], *,
+                    fetched_at: float) -> CoinData:
+    """:func:`build_records` then :func:`assemble`, in one go."""
+    records, skipped = build_records(coin, hashes)
+    return assemble(coin, records, skipped, fetched_at=fetched_at)
+
+
+def assemble(coin: str, records: list[OptionRecord], skipped: list[str], *, fetched_at: float) -> CoinData:
+    """Sort the records and pre-serialise the whole list."""
     records.sort(key=lambda r: r.sort_key)
     stamps = [r.recv_ms for r in records if r.recv_ms is not None]
     return CoinData(coin=coin, options=tuple(records), fetched_at=fetched_at, skipped=tuple(skipped),

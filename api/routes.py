@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any, Final
 
 import orjson
@@ -21,6 +22,7 @@ from api.context import ApiContext
 from api.errors import ApiError
 from api.records import CoinData, join
 from api.store import RedisUnavailable
+from api.streaming import json_parts, send_json
 from api.validation import parse_coin, parse_coin_symbol, parse_filters
 
 CONTEXT: Final = web.AppKey("context", ApiContext)
@@ -48,29 +50,27 @@ def _provenance(found: Lookup[CoinData], now: float) -> tuple[dict[str, Any], di
     return body, headers
 
 
-def _with(head: dict[str, Any], name: str, raw_json: bytes) -> bytes:
-    """``head`` as a JSON object with one more member whose value is already JSON."""
-    return orjson.dumps(head)[:-1] + b',"' + name.encode() + b'":' + raw_json + b"}"
+def _gone(ctx: ApiContext) -> Callable[[], None]:
+    return ctx.metrics.errors.labels("client_gone").inc
 
 
-async def options(request: web.Request) -> web.Response:
+async def options(request: web.Request) -> web.StreamResponse:
     """``GET /api/options/{coin}``: the coin's options, filtered and paged."""
     ctx = request.app[CONTEXT]
     coin = parse_coin(request.match_info["coin"], ctx.settings.coins)
     filters = parse_filters(list(request.query.items()))
     found = await ctx.lookup(coin)
     data = found.value
-    if filters.empty:
-        page_json, count, total = data.all_json, len(data.options), len(data.options)
-    else:
-        page, total = filters.select(data.options)
-        page_json, count = join(page), len(page)
+    page, total = filters.select(data.options)
+    # The whole list is shared by every request of the cache period: never joined again.
+    page_json = data.all_json if len(page) == len(data.options) else join(page)
     provenance, headers = _provenance(found, time.time())
-    head = {"coin": coin, "count": count, "total": total, **provenance, "filters": filters.as_json()}
-    return web.Response(body=_with(head, "options", page_json), content_type=JSON, headers=headers)
+    head = {"coin": coin, "count": len(page), "total": total, **provenance, "filters": filters.as_json()}
+    return await send_json(request, json_parts(head, "options", page_json), headers=headers,
+                           on_gone=_gone(ctx))
 
 
-async def option(request: web.Request) -> web.Response:
+async def option(request: web.Request) -> web.StreamResponse:
     """``GET /api/options/{coin}/{symbol}``: one option."""
     ctx = request.app[CONTEXT]
     coin = parse_coin(request.match_info["coin"], ctx.settings.coins)
@@ -84,7 +84,8 @@ async def option(request: web.Request) -> web.Response:
                        "ticker received yet)")
     provenance, headers = _provenance(found, time.time())
     head = {"coin": coin, "symbol": parsed.symbol, **provenance}
-    return web.Response(body=_with(head, "option", record.json), content_type=JSON, headers=headers)
+    return await send_json(request, json_parts(head, "option", record.json), headers=headers,
+                           on_gone=_gone(ctx))
 
 
 async def coins(request: web.Request) -> web.Response:

@@ -23,6 +23,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -139,43 +140,72 @@ def pct(values: list[float], q: float) -> float:
 Results = list[tuple[float, int, int]]  # (seconds, status, body bytes) per request
 
 
-def row(name: str, server: str, results: Results, elapsed: float | None = None) -> str:
+def row(name: str, server: str, results: Results, elapsed: float | None, rss: float | None) -> str:
     times = [t for t, _, _ in results]
     ok = sum(1 for _, s, _ in results if s == 200)
     size = statistics.fmean(n for _, _, n in results) / 1024
     rate = f"{len(results) / elapsed:9,.0f}" if elapsed else f"{'':>9}"
+    memory = f"{rss:7.0f}" if rss is not None else f"{'-':>7}"
     return (f"{name:<34} {server:<6} {len(results):>6} {ok:>6} {size:7.0f} {rate} "
             f"{statistics.fmean(times) * 1000:9.1f} {pct(times, 0.5) * 1000:8.1f} "
-            f"{pct(times, 0.99) * 1000:8.1f} {max(times) * 1000:8.1f}")
+            f"{pct(times, 0.99) * 1000:8.1f} {max(times) * 1000:8.1f} {memory}")
 
 
-async def run(api_url: str, naive_url: str, *, seconds: float, naive_seconds: float,
-              expiry: str) -> tuple[list[str], dict[str, dict[str, Results]]]:
+async def run(api_url: str, naive_url: str, *, seconds: float, naive_seconds: float, expiry: str,
+              api_rss: Callable[[], float]) -> tuple[list[str], dict[str, dict[str, Results]]]:
+    """Every scenario against both servers; the API's RSS after each of its phases."""
     lines = []
     full, filtered = "/api/options/BTC", f"/api/options/BTC?expiry={expiry}&type=C"
     measured: dict[str, dict[str, Results]] = {}
     for server, base, length in (("api", api_url, seconds), ("naive", naive_url, naive_seconds)):
+        def rss(server: str = server) -> float | None:
+            return api_rss() if server == "api" else None
+
         await sequential(base + full, 3)  # warm connections and caches
         runs = measured[server] = {}
         runs["burst"] = await burst(base + full, CLIENTS)
-        lines.append(row("seed: 100 concurrent (burst)", server, runs["burst"]))
+        lines.append(row("seed: 100 concurrent (burst)", server, runs["burst"], None, rss()))
         runs["sequential"] = await sequential(base + full, 100)
-        lines.append(row("seed: 100 sequential", server, runs["sequential"]))
+        lines.append(row("seed: 100 sequential", server, runs["sequential"], None, rss()))
         runs["open"] = await open_loop(base + full, CLIENTS, length)
-        lines.append(row("100 clients x 1 req/s, full", server, runs["open"]))
+        lines.append(row("100 clients x 1 req/s, full", server, runs["open"], None, rss()))
         runs["closed"], elapsed = await closed_loop(base + full, CLIENTS, length)
-        lines.append(row("100 clients back to back, full", server, runs["closed"], elapsed))
+        lines.append(row("100 clients back to back, full", server, runs["closed"], elapsed, rss()))
         if server == "api":
             results, elapsed = await closed_loop(base + filtered, CLIENTS, length)
-            lines.append(row("100 clients back to back, filtered", server, results, elapsed))
+            lines.append(row("100 clients back to back, filtered", server, results, elapsed, rss()))
     return lines, measured
 
 
-def start(argv: list[str], log: Path, url: str, **env: str) -> ManagedProcess:
-    proc = ManagedProcess(argv, log, env=python_env(**env), cwd=str(repo_root()))
-    proc.start()
-    wait_until(lambda: http_ok(url + "/healthz"), timeout=30, what=f"{argv} ({log})")
-    return proc
+def rss_mib(proc: ManagedProcess) -> float:
+    """Resident memory of a child process (Linux /proc), MiB."""
+    assert proc.proc is not None
+    for line in Path(f"/proc/{proc.proc.pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+Command = Callable[[int], tuple[list[str], dict[str, str]]]  # port -> (argv, env)
+
+
+def start(command: Command, log: Path) -> tuple[ManagedProcess, str]:
+    """Start ``command(port)`` (argv, env) on a free port; another port if that one was taken meanwhile."""
+    for _ in range(3):
+        port = free_port()
+        argv, env = command(port)
+        proc = ManagedProcess(argv, log, env=python_env(**env), cwd=str(repo_root()))
+        proc.start()
+        url = f"http://{LOOPBACK}:{port}"
+
+        def up(proc: ManagedProcess = proc, url: str = url) -> str | None:
+            if not proc.running:
+                return "exited"
+            return "up" if http_ok(url + "/healthz") else None
+
+        if wait_until(up, timeout=30, what=f"{argv} ({log})") == "up":
+            return proc, url
+    raise SystemExit(f"could not start {argv[1:]}; see {log}")
 
 
 def main() -> None:
@@ -201,14 +231,17 @@ def main() -> None:
         layout.options(make_symbols("ETH", 50, seed=12) + make_symbols("SOL", 20, seed=13), now=now)
         layout.stats(**{keys.F_LAST_UPDATE: int(now)})
         expiry = max(set(s.split("-")[1] for s in symbols), key=lambda e: sum(e in s for s in symbols))
-        api_port, naive_port = free_port(), free_port()
-        api_url, naive_url = f"http://{LOOPBACK}:{api_port}", f"http://{LOOPBACK}:{naive_port}"
-        procs.append(start([sys.executable, "-m", "api"], workdir / "api.log", api_url, REDIS_URL=server.url,
-                           API_HOST=LOOPBACK, API_PORT=str(api_port), LOG_FORMAT="text"))
-        procs.append(start([sys.executable, "-m", "bench.bench_api", "--serve-naive", str(naive_port),
-                            server.url], workdir / "naive.log", naive_url))
+        api, api_url = start(lambda port: ([sys.executable, "-m", "api"], {
+            "REDIS_URL": server.url, "API_HOST": LOOPBACK, "API_PORT": str(port), "LOG_FORMAT": "text"}),
+            workdir / "api.log")
+        procs.append(api)
+        naive, naive_url = start(lambda port: (
+            [sys.executable, "-m", "bench.bench_api", "--serve-naive", str(port), server.url], {}),
+            workdir / "naive.log")
+        procs.append(naive)
         lines, measured = asyncio.run(run(api_url, naive_url, seconds=args.seconds,
-                                          naive_seconds=args.naive_seconds, expiry=expiry))
+                                          naive_seconds=args.naive_seconds, expiry=expiry,
+                                          api_rss=lambda: rss_mib(api)))
     finally:
         for proc in procs:
             proc.stop()
@@ -216,7 +249,7 @@ def main() -> None:
     print(f"GET /api/options/BTC with {args.options} BTC options in Redis; API cache TTL 1 s; "
           f"client and servers on one 2-core host, loopback")
     print(f"{'scenario':<34} {'server':<6} {'reqs':>6} {'ok':>6} {'KiB':>7} {'req/s':>9} {'mean ms':>9} "
-          f"{'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
+          f"{'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'RSS MiB':>7}")
     for line in lines:
         print(line)
     print("ratio naive/api (same run):")

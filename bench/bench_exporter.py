@@ -21,6 +21,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import redis
@@ -104,11 +105,35 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def start(argv: list[str], log: Path, url: str, **env: str) -> ManagedProcess:
-    proc = ManagedProcess(argv, log, env=python_env(**env), cwd=str(repo_root()))
-    proc.start()
-    wait_until(lambda: http_ok(url + "/healthz"), timeout=30, what=f"{argv} ({log})")
-    return proc
+def rss_mib(proc: ManagedProcess) -> float:
+    """Resident memory of a child process (Linux /proc), MiB."""
+    assert proc.proc is not None
+    for line in Path(f"/proc/{proc.proc.pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+Command = Callable[[int], tuple[list[str], dict[str, str]]]  # port -> (argv, env)
+
+
+def start(command: Command, log: Path) -> tuple[ManagedProcess, str]:
+    """Start ``command(port)`` (argv, env) on a free port; another port if that one was taken meanwhile."""
+    for _ in range(3):
+        port = free_port()
+        argv, env = command(port)
+        proc = ManagedProcess(argv, log, env=python_env(**env), cwd=str(repo_root()))
+        proc.start()
+        url = f"http://{LOOPBACK}:{port}"
+
+        def up(proc: ManagedProcess = proc, url: str = url) -> str | None:
+            if not proc.running:
+                return "exited"
+            return "up" if http_ok(url + "/healthz") else None
+
+        if wait_until(up, timeout=30, what=f"{argv} ({log})") == "up":
+            return proc, url
+    raise SystemExit(f"could not start {argv[1:]}; see {log}")
 
 
 def seed(client: redis.Redis, options: int) -> None:
@@ -138,18 +163,20 @@ def main() -> None:
     rows: list[tuple[int, str, list[float]]] = []
     try:
         client = redis.Redis.from_url(server.url, decode_responses=True)
-        ours_port, naive_port = free_port(), free_port()
-        ours, naive = f"http://{LOOPBACK}:{ours_port}", f"http://{LOOPBACK}:{naive_port}"
-        procs.append(start([sys.executable, "-m", "exporter"], workdir / "exporter.log", ours,
-                           REDIS_URL=server.url, EXPORTER_HOST=LOOPBACK, EXPORTER_PORT=str(ours_port),
-                           BYBIT_COINS=",".join(COINS), LOG_FORMAT="text"))
-        procs.append(start([sys.executable, "-m", "bench.bench_exporter", "--serve-naive", str(naive_port),
-                            server.url], workdir / "naive.log", naive))
+        exporter, ours = start(lambda port: ([sys.executable, "-m", "exporter"], {
+            "REDIS_URL": server.url, "EXPORTER_HOST": LOOPBACK, "EXPORTER_PORT": str(port),
+            "BYBIT_COINS": ",".join(COINS), "LOG_FORMAT": "text"}), workdir / "exporter.log")
+        procs.append(exporter)
+        naive_proc, naive = start(lambda port: (
+            [sys.executable, "-m", "bench.bench_exporter", "--serve-naive", str(port), server.url], {}),
+            workdir / "naive.log")
+        procs.append(naive_proc)
         for size in SIZES:
             seed(client, size)
             scrape_times(ours, 20, 10)  # warm up
             rows.append((size, "exporter", scrape_times(ours, args.scrapes, 30)))
             rows.append((size, "naive", scrape_times(naive, 30, 12)))
+        rss = rss_mib(procs[0])
     finally:
         for proc in procs:
             proc.stop()
@@ -165,6 +192,7 @@ def main() -> None:
         naive_t = next(t for s, n, t in rows if s == size and n == "naive")
         print(f"ratio naive/exporter at {size:,} options: p50 {pct(naive_t, 0.5) / pct(ours_t, 0.5):,.0f}x, "
               f"p99 {pct(naive_t, 0.99) / pct(ours_t, 0.99):,.0f}x")
+    print(f"python -m exporter resident memory after the run: {rss:.1f} MiB")
 
 
 if __name__ == "__main__":

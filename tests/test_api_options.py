@@ -6,6 +6,10 @@ server on loopback.
 
 from __future__ import annotations
 
+import asyncio
+import json
+import socket
+import struct
 import time
 from decimal import Decimal
 from typing import Any
@@ -14,7 +18,7 @@ import aiohttp
 import pytest
 
 from common import keys
-from tests.fixtures_readers import Layout, layout, make_symbols, serve_api
+from tests.fixtures_readers import Layout, layout, make_symbols, parse_exposition, serve_api
 from tests.servers import RedisServer
 
 __all__ = ["layout"]
@@ -221,3 +225,57 @@ async def test_the_lowercase_coin_is_the_same_coin(
         _, _, lower = await get_json(url + "/api/options/btc")
     assert lower["coin"] == "BTC"
     assert lower["options"] == upper["options"]
+
+
+async def test_a_large_answer_is_streamed_whole_and_head_reports_its_length(
+    layout: Layout, redis_server: RedisServer,
+) -> None:
+    layout.options(make_symbols("BTC", 1000, seed=6), now=time.time())
+    async with serve_api(redis_server.url) as url, aiohttp.ClientSession() as session:
+        async with session.get(url + "/api/options/BTC") as resp:
+            raw = await resp.read()
+            length = int(resp.headers["Content-Length"])
+        async with session.head(url + "/api/options/BTC") as resp:
+            head_length = int(resp.headers["Content-Length"])
+    assert len(raw) == length > 500_000  # many chunks
+    assert abs(head_length - length) < 20  # the same answer (its timestamps may differ by a digit)
+    body = json.loads(raw)
+    assert body["count"] == len(body["options"]) == 1000
+
+
+async def test_a_client_leaving_mid_answer_is_counted_and_the_api_keeps_serving(
+    layout: Layout, redis_server: RedisServer,
+) -> None:
+    # ~7 MB: more than the kernel buffers a stalled connection (tcp_wmem max is 4 MB by default).
+    layout.options(make_symbols("BTC", 10_000, seed=6), now=time.time())
+    async with serve_api(redis_server.url) as url:
+        host, port = url.removeprefix("http://").split(":")
+        for _ in range(3):
+            small = socket.socket()
+            small.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a slow reader's window
+            small.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(small, (host, int(port)))
+            reader, writer = await asyncio.open_connection(sock=small)
+            writer.write(b"GET /api/options/BTC HTTP/1.1\r\nHost: x\r\n\r\n")
+            await reader.readexactly(100)  # the answer has started
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # reset, not FIN
+            writer.close()
+
+        async def counted() -> float:
+            while True:
+                _, _, text = await get_text(url + "/metrics")
+                value = parse_exposition(text).value("bybit_api_errors_total", type="client_gone")
+                if value >= 1:
+                    return value
+                await asyncio.sleep(0.05)
+
+        assert await asyncio.wait_for(counted(), timeout=10) >= 1
+        status, _, body = await get_json(url + "/api/options/BTC")
+    assert status == 200
+    assert body["count"] == 10_000
+
+
+async def get_text(url: str) -> tuple[int, dict[str, str], str]:
+    async with aiohttp.ClientSession() as session, session.get(url) as resp:
+        return resp.status, dict(resp.headers), await resp.text()
