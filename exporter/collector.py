@@ -240,8 +240,9 @@ class SnapshotCollector:
         yield _gauge("bybit_exporter_scrape_duration_seconds",
                      "Time this scrape took to read Redis and build its metrics.", self.scrape_seconds)
         failures = CounterMetricFamily("bybit_exporter_errors_total",
-                                       "Scrapes that failed to read Redis, and Redis fields that held "
-                                       "no finite number, by type.", labels=["type"])
+                                       "Scrapes that failed to read Redis, Redis fields that held no "
+                                       "finite number, requests refused as malformed, by type.",
+                                       labels=["type"])
         for kind in FAILURE_TYPES:
             failures.add_metric([kind], self._exporter_errors.get(kind, 0))
         yield failures

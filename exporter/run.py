@@ -8,8 +8,10 @@ import signal
 
 from aiohttp import web
 
+from api.http_log import SERVER_LOGGER, MalformedRequestFilter
 from common.config import Settings
-from exporter.server import build_app
+from exporter.server import ERRORS, build_app
+from exporter.snapshot import MALFORMED_REQUEST
 
 log = logging.getLogger("exporter")
 
@@ -20,7 +22,17 @@ async def run(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    runner = web.AppRunner(build_app(settings), access_log=None)
+    app = build_app(settings)
+    errors = app[ERRORS]
+
+    def refused() -> None:
+        errors[MALFORMED_REQUEST] += 1
+
+    # Client-malformed requests: one throttled line each instead of aiohttp's traceback.
+    quiet = MalformedRequestFilter(refused)
+    server_log = logging.getLogger(SERVER_LOGGER)
+    server_log.addFilter(quiet)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:
         site = web.TCPSite(runner, settings.exporter_host, settings.exporter_port)
@@ -31,6 +43,7 @@ async def run(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
         log.info("exporter stopping")
     finally:
         await runner.cleanup()
+        server_log.removeFilter(quiet)
 
 
 def serve(settings: Settings) -> int:

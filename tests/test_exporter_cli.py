@@ -60,3 +60,18 @@ def test_a_port_already_in_use_exits_1_with_a_message(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "cannot listen" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_malformed_request_is_refused_with_one_log_line_and_counted(
+    redis_server: RedisServer, exporter_factory: Callable[..., ServiceHandle],
+) -> None:
+    exporter = exporter_factory(redis_url=redis_server.url, coins=("BTC",))
+    host, port = exporter.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as conn:
+        conn.sendall(b"GET /metrics?" + b"A" * 20_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert conn.recv(64).split(b"\r\n")[0].endswith(b" 400 Bad Request")
+    _, text = get(exporter.url + "/metrics")
+    assert parse_exposition(text).value("bybit_exporter_errors_total", type="malformed_request") == 1
+    log = exporter.log_text()
+    assert "malformed request refused" in log
+    assert "Traceback" not in log
