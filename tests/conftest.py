@@ -9,7 +9,7 @@ import pytest
 
 from tests.servers import RedisServer, docker_available, redis_container
 
-pytest_plugins = ["tests.fixtures_simulator", "tests.fixtures_components"]
+pytest_plugins = ["tests.fixtures_simulator", "tests.fixtures_components", "tests.fixtures_readers"]
 
 
 @pytest.fixture
