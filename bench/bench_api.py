@@ -30,17 +30,13 @@ import aiohttp
 import redis
 from aiohttp import web
 
+from bench.measure import pct, rss_mib, start_http_server
 from common import keys
 from tests.fixtures_readers import Layout, make_symbols
 from tests.servers import (
     LOOPBACK,
     ManagedProcess,
     RedisServer,
-    free_port,
-    http_ok,
-    python_env,
-    repo_root,
-    wait_until,
 )
 
 CLIENTS = 100
@@ -132,10 +128,6 @@ async def closed_loop(url: str, clients: int, seconds: float) -> tuple[list[tupl
     return results, elapsed
 
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
 
 Results = list[tuple[float, int, int]]  # (seconds, status, body bytes) per request
 
@@ -177,35 +169,7 @@ async def run(api_url: str, naive_url: str, *, seconds: float, naive_seconds: fl
     return lines, measured
 
 
-def rss_mib(proc: ManagedProcess) -> float:
-    """Resident memory of a child process (Linux /proc), MiB."""
-    assert proc.proc is not None
-    for line in Path(f"/proc/{proc.proc.pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
-
-Command = Callable[[int], tuple[list[str], dict[str, str]]]  # port -> (argv, env)
-
-
-def start(command: Command, log: Path) -> tuple[ManagedProcess, str]:
-    """Start ``command(port)`` (argv, env) on a free port; another port if that one was taken meanwhile."""
-    for _ in range(3):
-        port = free_port()
-        argv, env = command(port)
-        proc = ManagedProcess(argv, log, env=python_env(**env), cwd=str(repo_root()))
-        proc.start()
-        url = f"http://{LOOPBACK}:{port}"
-
-        def up(proc: ManagedProcess = proc, url: str = url) -> str | None:
-            if not proc.running:
-                return "exited"
-            return "up" if http_ok(url + "/healthz") else None
-
-        if wait_until(up, timeout=30, what=f"{argv} ({log})") == "up":
-            return proc, url
-    raise SystemExit(f"could not start {argv[1:]}; see {log}")
 
 
 def main() -> None:
@@ -231,11 +195,11 @@ def main() -> None:
         layout.options(make_symbols("ETH", 50, seed=12) + make_symbols("SOL", 20, seed=13), now=now)
         layout.stats(**{keys.F_LAST_UPDATE: int(now)})
         expiry = max(set(s.split("-")[1] for s in symbols), key=lambda e: sum(e in s for s in symbols))
-        api, api_url = start(lambda port: ([sys.executable, "-m", "api"], {
+        api, api_url = start_http_server(lambda port: ([sys.executable, "-m", "api"], {
             "REDIS_URL": server.url, "API_HOST": LOOPBACK, "API_PORT": str(port), "LOG_FORMAT": "text"}),
             workdir / "api.log")
         procs.append(api)
-        naive, naive_url = start(lambda port: (
+        naive, naive_url = start_http_server(lambda port: (
             [sys.executable, "-m", "bench.bench_api", "--serve-naive", str(port), server.url], {}),
             workdir / "naive.log")
         procs.append(naive)

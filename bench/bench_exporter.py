@@ -21,12 +21,12 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import redis
 from aiohttp import web
 
+from bench.measure import pct, rss_mib, start_http_server
 from common import keys
 from common.symbols import parse_symbol
 from tests.fixtures_readers import Layout, make_symbols
@@ -34,11 +34,6 @@ from tests.servers import (
     LOOPBACK,
     ManagedProcess,
     RedisServer,
-    free_port,
-    http_ok,
-    python_env,
-    repo_root,
-    wait_until,
 )
 
 COINS = ("BTC", "ETH", "SOL")
@@ -100,40 +95,8 @@ def scrape_times(url: str, scrapes: int, budget: float) -> list[float]:
     return times
 
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def rss_mib(proc: ManagedProcess) -> float:
-    """Resident memory of a child process (Linux /proc), MiB."""
-    assert proc.proc is not None
-    for line in Path(f"/proc/{proc.proc.pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-Command = Callable[[int], tuple[list[str], dict[str, str]]]  # port -> (argv, env)
-
-
-def start(command: Command, log: Path) -> tuple[ManagedProcess, str]:
-    """Start ``command(port)`` (argv, env) on a free port; another port if that one was taken meanwhile."""
-    for _ in range(3):
-        port = free_port()
-        argv, env = command(port)
-        proc = ManagedProcess(argv, log, env=python_env(**env), cwd=str(repo_root()))
-        proc.start()
-        url = f"http://{LOOPBACK}:{port}"
-
-        def up(proc: ManagedProcess = proc, url: str = url) -> str | None:
-            if not proc.running:
-                return "exited"
-            return "up" if http_ok(url + "/healthz") else None
-
-        if wait_until(up, timeout=30, what=f"{argv} ({log})") == "up":
-            return proc, url
-    raise SystemExit(f"could not start {argv[1:]}; see {log}")
 
 
 def seed(client: redis.Redis, options: int) -> None:
@@ -163,11 +126,11 @@ def main() -> None:
     rows: list[tuple[int, str, list[float]]] = []
     try:
         client = redis.Redis.from_url(server.url, decode_responses=True)
-        exporter, ours = start(lambda port: ([sys.executable, "-m", "exporter"], {
+        exporter, ours = start_http_server(lambda port: ([sys.executable, "-m", "exporter"], {
             "REDIS_URL": server.url, "EXPORTER_HOST": LOOPBACK, "EXPORTER_PORT": str(port),
             "BYBIT_COINS": ",".join(COINS), "LOG_FORMAT": "text"}), workdir / "exporter.log")
         procs.append(exporter)
-        naive_proc, naive = start(lambda port: (
+        naive_proc, naive = start_http_server(lambda port: (
             [sys.executable, "-m", "bench.bench_exporter", "--serve-naive", str(port), server.url], {}),
             workdir / "naive.log")
         procs.append(naive_proc)

@@ -52,12 +52,12 @@ from websockets.datastructures import Headers
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 
+from bench.measure import cpu_seconds, rss_bytes
 from common import keys
 from tests.fixtures_simulator import SimulatorHandle, simulator_argv
 from tests.servers import LOOPBACK, ManagedProcess, RedisServer, free_port, python_env, repo_root, wait_until
 
 SYMBOLS = 2000
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 # --- the firehose (runs in its own process) -------------------------------------------------------
@@ -147,15 +147,6 @@ async def run_firehose(port: int, n: int) -> None:
 
 
 # --- measurement helpers ------------------------------------------------------------------------
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
-
-
-def rss_bytes(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
 
 def stat(r: redis.Redis, field: str) -> int:
     return int(r.hget(keys.STATS_GLOBAL, field) or 0)

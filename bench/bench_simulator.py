@@ -26,11 +26,11 @@ import sys
 import time
 import urllib.request
 from dataclasses import dataclass
-from pathlib import Path
 
 from aiohttp import WSMsgType, web
 from websockets.asyncio.client import ClientConnection, connect
 
+from bench.measure import cpu_seconds
 from simulator.listings import DEFAULT_INSTRUMENTS, ListingGenerator
 from simulator.market import Market
 from simulator.subscriptions import MAX_ARGS, MAX_ARGS_CHARS
@@ -60,11 +60,6 @@ def shard(topics: list[str]) -> list[list[str]]:
         shards[-1].append(topic)
         chars += len(topic)
     return shards
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def _count(ws: ClientConnection, counts: list[int], i: int) -> None:
