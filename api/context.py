@@ -8,6 +8,7 @@ single-flight cache, counted by cache result, with a Redis failure turned into a
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
 import time
@@ -16,6 +17,7 @@ from typing import Final
 
 from api import errors
 from api.cache import Lookup, SingleFlightCache
+from api.compression import MIN_SIZE, deflate_part
 from api.errors import ApiError
 from api.metrics import ApiMetrics
 from api.records import CoinData, OptionRecord, assemble, build_records
@@ -65,6 +67,9 @@ class ApiContext:
             malformed += bad
             await asyncio.sleep(0)  # let waiting requests through between batches (~1 ms each)
         data = assemble(coin, records, malformed, fetched_at=fetched_at)
+        if len(data.all_json) >= MIN_SIZE:  # zlib releases the GIL: the loop keeps answering meanwhile
+            deflated = await asyncio.to_thread(deflate_part, data.all_json)
+            data = dataclasses.replace(data, all_deflated=deflated)
         skipped = len(refused) + len(data.skipped)
         if skipped:
             self.metrics.errors.labels("bad_data").inc(skipped)

@@ -21,6 +21,7 @@ from typing import Final
 
 import orjson
 
+from api.compression import Deflated
 from common import keys
 from common.symbols import MONTHS, parse_symbol
 
@@ -57,7 +58,9 @@ class CoinData:
     fetched_at: float  # epoch seconds of the read
     skipped: tuple[str, ...] = ()  # index members that were not a well-formed option of this coin
     by_symbol: Mapping[str, OptionRecord] = field(default_factory=dict)
+    by_expiry: Mapping[str, tuple[OptionRecord, ...]] = field(default_factory=dict)  # in answer order
     all_json: bytes = b"[]"  # every option, as a JSON array
+    all_deflated: Deflated | None = None  # all_json deflated once for gzip answers
     newest: float | None = None  # epoch seconds of the newest ticker (max recv_ts)
 
 
@@ -124,8 +127,12 @@ def assemble(coin: str, records: list[OptionRecord], skipped: list[str], *, fetc
     """Sort the records and pre-serialise the whole list."""
     records.sort(key=lambda r: r.sort_key)
     stamps = [r.recv_ms for r in records if r.recv_ms is not None]
+    groups: dict[str, list[OptionRecord]] = {}
+    for record in records:
+        groups.setdefault(record.expiry, []).append(record)
     return CoinData(coin=coin, options=tuple(records), fetched_at=fetched_at, skipped=tuple(skipped),
                     by_symbol={r.symbol: r for r in records}, all_json=join(records),
+                    by_expiry={e: tuple(g) for e, g in groups.items()},
                     newest=max(stamps) / 1000.0 if stamps else None)
 
 

@@ -61,13 +61,14 @@ async def options(request: web.Request) -> web.StreamResponse:
     filters = parse_filters(list(request.query.items()))
     found = await ctx.lookup(coin)
     data = found.value
-    page, total = filters.select(data.options)
+    page, total = filters.select(data.options, data.by_expiry)
     # The whole list is shared by every request of the cache period: never joined again.
-    page_json = data.all_json if len(page) == len(data.options) else join(page)
+    whole = len(page) == len(data.options)
+    page_json = data.all_json if whole else join(page)
     provenance, headers = _provenance(found, time.time())
     head = {"coin": coin, "count": len(page), "total": total, **provenance, "filters": filters.as_json()}
     return await send_json(request, json_parts(head, "options", page_json), headers=headers,
-                           on_gone=_gone(ctx))
+                           on_gone=_gone(ctx), deflated=(None, data.all_deflated if whole else None, None))
 
 
 async def option(request: web.Request) -> web.StreamResponse:

@@ -9,7 +9,7 @@ user string ever reaches Redis, and none can make the API fail with a 500.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Final
@@ -62,9 +62,21 @@ class Filters:
                 and (self.strike_min is None or option.strike >= self.strike_min)
                 and (self.strike_max is None or option.strike <= self.strike_max))
 
-    def select(self, options: Iterable[OptionRecord]) -> tuple[list[OptionRecord], int]:
-        """(the page of matching options, how many matched in all)."""
-        matched = [o for o in options if self.matches(o)]
+    def select(self, options: Sequence[OptionRecord],
+               by_expiry: Mapping[str, Sequence[OptionRecord]] | None = None,
+               ) -> tuple[Sequence[OptionRecord], int]:
+        """(the page of matching options, how many matched in all).
+
+        Most requests ask for everything, or for one expiry: those are answered without
+        testing each of the coin's options (``by_expiry`` groups them in advance); only the
+        remaining predicates are tested per option.
+        """
+        candidates: Sequence[OptionRecord] = options
+        if self.expiry is not None and by_expiry is not None:
+            candidates = by_expiry.get(self.expiry, ())
+        rest = Filters(expiry=None if by_expiry is not None else self.expiry, kind=self.kind,
+                       strike_min=self.strike_min, strike_max=self.strike_max)
+        matched = candidates if rest.empty else [o for o in candidates if rest.matches(o)]
         end = None if self.limit is None else self.offset + self.limit
         return matched[self.offset:end], len(matched)
 
