@@ -1,0 +1,211 @@
+"""Target 1: fuzzed frames through the ingest's own per-frame path, in this process.
+
+The path is the one :meth:`ingest.connection.Connection._read` runs for every message:
+:func:`ingest.frames.decode`, then a ticker goes to :meth:`ingest.sink.TickerSink.accept`
+(counters, lag, stale check, RESP rendering into the coalescer) and anything else to the
+connection's handling of pongs, answers and rejections (counting, throttled logging).
+Subscribe answers are also replayed against a live :class:`~ingest.subscriptions.Subscriptions`
+with the request id of a request it has in flight, so hostile answers reach its bookkeeping.
+
+For each case it checks:
+
+- nothing raises (a *crash*, counted by exception type, first examples kept);
+- a rejection names a member of :data:`common.errors.ERROR_TYPES`;
+- the outcome is the one the case's rules predict (:mod:`bench.fuzz.cases`): the stored
+  fields and timestamp for an accepted ticker, an allowed error type for a rejected one;
+- an accepted ticker's RESP command, read back by hiredis (an independent RESP parser), is
+  exactly ``HSET option:<symbol> <field value>... ts <ts> recv_ts <recv>``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Final
+
+import hiredis
+
+from bench.fuzz.cases import Case, Universe, oracle_decimal
+from common import errors, keys
+from common.config import load_settings
+from common.symbols import is_valid_symbol
+from ingest import frames
+from ingest.coalescer import Coalescer
+from ingest.connection import Connection
+from ingest.frames import REQUIRED_FIELDS, CommandAnswer, Pong, Rejected, Ticker
+from ingest.lag import LagHistogram
+from ingest.sink import TickerSink
+from ingest.stats import Counters
+from ingest.subscriptions import Subscriptions
+
+EXAMPLES_KEPT: Final = 5
+
+
+@dataclass
+class FrameTally:
+    """Counts of target 1 (and, with ``errors`` from Redis, of target 2)."""
+
+    inputs: int = 0
+    kinds: Counter[str] = field(default_factory=Counter)
+    outcomes: Counter[str] = field(default_factory=Counter)  # accepted / rejected / pong / answer
+    errors: Counter[str] = field(default_factory=Counter)  # rejections by error type
+    crashes: Counter[str] = field(default_factory=Counter)  # exception type -> count
+    unlisted: Counter[str] = field(default_factory=Counter)  # error types outside ERROR_TYPES
+    mismatches: Counter[str] = field(default_factory=Counter)  # case kind -> outcome not as predicted
+    resp_mismatches: int = 0
+    answers_replayed: int = 0
+    examples: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def keep(self, line: str) -> None:
+        if len(self.examples) < 3 * EXAMPLES_KEPT:
+            self.examples.append(line[:400])
+
+
+def _resp_matches(command: bytes, symbol: str, ticker: Ticker, recv_ms: int) -> bool:
+    reader = hiredis.Reader()
+    reader.feed(command)
+    parsed = reader.gets()
+    if not isinstance(parsed, list) or reader.gets() is not False:
+        return False
+    want = [b"HSET", keys.option_key(symbol).encode()]
+    for name, value in ticker.data.items():
+        want += [name.encode(), value.encode()]
+    want += [keys.F_OPTION_TS.encode(), str(ticker.ts).encode(), keys.F_OPTION_RECV_TS.encode(),
+             str(recv_ms).encode()]
+    return parsed == want
+
+
+def _ticker_invariants(ticker: Ticker, owned: frozenset[str]) -> str | None:
+    """What an accepted ticker breaks of the documented rules, or None."""
+    if ticker.symbol not in owned or not is_valid_symbol(ticker.symbol):
+        return f"symbol {ticker.symbol!r} not tracked"
+    for name, value in ticker.data.items():
+        if name not in frames.TICKER_FIELDS or type(value) is not str:
+            return f"field {name!r}={value!r}"
+        if name != "symbol" and value and not oracle_decimal(value):
+            return f"{name}={value!r} is not a finite decimal"
+    if any(not ticker.data.get(name) for name in REQUIRED_FIELDS):
+        return "a required field is empty"
+    return None
+
+
+class InProcessTarget:
+    """Feeds cases to the ingest's per-frame path and tallies what happened."""
+
+    def __init__(self, universe: Universe, *, coin_of: dict[str, str]) -> None:
+        self.universe = universe
+        self.owned = frozenset(universe.owned)
+        self.tally = FrameTally()
+        self.counters = Counters(coins=tuple(sorted(set(coin_of.values()))))
+        self.coalescer = Coalescer()
+        self.sink = TickerSink(coalescer=self.coalescer, counters=self.counters, lag=LagHistogram())
+        settings = load_settings(env={})
+        # A real connection object, never connected: its frame handling is what runs per message.
+        self.connection = Connection(0, settings=settings, sink=self.sink, counters=self.counters,
+                                     coin_of=coin_of, stop=asyncio.Event())
+        self.connection.subs.add(universe.owned)
+        self.coin_of = coin_of
+        self._answer_symbols = universe.owned[:6]
+
+    def __call__(self, case: Case) -> None:
+        tally = self.tally
+        tally.inputs += 1
+        tally.kinds[case.kind] += 1
+        try:
+            self._check(case)
+        except Exception as exc:  # noqa: BLE001 - an exception escaping the ingest's path is the finding
+            tally.crashes[type(exc).__name__] += 1
+            tally.keep(f"crash {type(exc).__name__}: {exc!r} on {case.kind} {case.raw[:200]!r}")
+
+    def _mismatch(self, case: Case, got: str) -> None:
+        self.tally.mismatches[case.kind] += 1
+        want = ("accepted" if case.accepted else case.other) or f"rejected {sorted(case.errors)}"
+        self.tally.keep(f"mismatch {case.kind}: want {want}, got {got}; frame {case.raw[:200]!r}")
+
+    def _check(self, case: Case) -> None:
+        now_ms = int(time.time() * 1000)
+        frame = frames.decode(case.raw, owned=self.owned, now_ms=now_ms)
+        tally = self.tally
+        if type(frame) is Ticker:
+            tally.outcomes["accepted"] += 1
+            self._accepted(case, frame, now_ms)
+        elif isinstance(frame, Rejected):
+            tally.outcomes["rejected"] += 1
+            tally.errors[frame.error] += 1
+            if frame.error not in errors.ERROR_TYPES:
+                tally.unlisted[frame.error] += 1
+            if frame.error not in case.errors:
+                self._mismatch(case, f"rejected {frame.error} ({frame.detail})")
+            self.connection._other(frame)
+        elif isinstance(frame, Pong):
+            tally.outcomes["pong"] += 1
+            if case.other != "pong":
+                self._mismatch(case, "pong")
+            self.connection._other(frame)
+        else:
+            assert isinstance(frame, CommandAnswer)
+            tally.outcomes["answer"] += 1
+            if case.other != "answer":
+                self._mismatch(case, "answer")
+            self.connection._other(frame)
+            self._replay_answer(frame)
+
+    def _accepted(self, case: Case, ticker: Ticker, now_ms: int) -> None:
+        if not case.accepted:
+            self._mismatch(case, f"accepted {ticker.symbol}")
+        elif (ticker.symbol, ticker.ts, ticker.data) != (case.symbol, case.ts, case.stored):
+            self._mismatch(case, f"accepted with different content {ticker.data!r}"[:300])
+        broken = _ticker_invariants(ticker, self.owned)
+        if broken is not None:
+            self._mismatch(case, f"accepted a ticker that breaks the rules: {broken}")
+        coin = self.coin_of.get(ticker.symbol)
+        if coin is None:
+            return
+        self.coalescer.remove([ticker.symbol])  # each case on its own: no stale check between cases
+        self.sink.accept(ticker, coin, now_ms)
+        entry = self.coalescer.latest[ticker.symbol]
+        if not _resp_matches(entry.command, ticker.symbol, ticker, now_ms):
+            self.tally.resp_mismatches += 1
+            self.tally.keep(f"resp mismatch for {case.raw[:200]!r}: {entry.command[:300]!r}")
+
+    def _replay_answer(self, answer: CommandAnswer) -> None:
+        """The same answer, as if it answered a request in flight (hostile ret_msg/topics)."""
+        subs = Subscriptions(name="fuzz", chunk=3)
+        subs.add(self._answer_symbols)
+        subs.on_connected()
+        request = subs.next_request(0.0)
+        assert request is not None
+        subs.on_answer(dataclasses.replace(answer, req_id=request.req_id))
+        self.tally.answers_replayed += 1
+        while subs.next_request(1.0) is not None:
+            pass
+        subs.expire(100.0, 1.0)
+        if not subs.confirmed <= subs.wanted:
+            self.tally.mismatches["answer_bookkeeping"] += 1
+            self.tally.keep(f"answer confirmed unwanted symbols: {answer!r}"[:400])
+
+
+def quiet_logs(log_path: str) -> Callable[[], None]:
+    """Send the ingest's throttled warnings to a file (formatted by the project's JSON formatter,
+    so formatting hostile details is exercised too); returns the undo."""
+    from common.logs import JsonFormatter
+
+    handler = logging.FileHandler(log_path)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    previous = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+    def undo() -> None:
+        root.removeHandler(handler)
+        root.setLevel(previous)
+        handler.close()
+
+    return undo
