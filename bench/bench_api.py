@@ -29,6 +29,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -110,12 +111,26 @@ async def decode_cost(url: str, repeats: int = 20) -> tuple[float, float]:
     return statistics.median(times), len(plain) / len(raw)
 
 
+#: Status recorded for a request that got no HTTP answer (refused, reset, timed out).
+NO_ANSWER = 0
+#: Requests that got no answer, by exception type, over the whole run.
+FAILURES: Counter[str] = Counter()
+
+
 async def timed_get(session: aiohttp.ClientSession, url: str) -> tuple[float, int, int]:
-    """(seconds to the answer's last byte, status, bytes on the wire)."""
+    """(seconds to the answer's last byte, status, bytes on the wire); status 0 when none came.
+
+    A failed request is a result to count, not a reason to abandon the run.
+    """
     started = time.perf_counter()
-    async with session.get(url) as resp:
-        body = await resp.read()
-        return time.perf_counter() - started, resp.status, int(resp.headers.get("Content-Length", len(body)))
+    try:
+        async with session.get(url, timeout=aiohttp.ClientTimeout(total=30)) as resp:
+            body = await resp.read()
+            size = int(resp.headers.get("Content-Length", len(body)))
+            return time.perf_counter() - started, resp.status, size
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        FAILURES[type(exc).__name__] += 1
+        return time.perf_counter() - started, NO_ANSWER, 0
 
 
 async def burst(url: str, n: int, encoding: str = "gzip") -> list[tuple[float, int, int]]:

@@ -13,6 +13,7 @@ command -v redis-server >/dev/null 2>&1 || need_pkgs+=(redis-server)
 { command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; } || need_pkgs+=(prometheus)
 { command -v prometheus-alertmanager >/dev/null 2>&1 || command -v alertmanager >/dev/null 2>&1; } \
   && command -v amtool >/dev/null 2>&1 || need_pkgs+=(prometheus-alertmanager)
+command -v ss >/dev/null 2>&1 || need_pkgs+=(iproute2)  # tests read the API's listen backlog
 
 if ((${#need_pkgs[@]})); then
   if [[ ${SKIP_APT:-0} == 1 ]]; then
