@@ -83,14 +83,15 @@ async def api_load(url: str, factor: int) -> list[Outcome]:
     return outcomes
 
 
-def exporter_scrapes(redis_server: RedisServer, workdir: Path, scrapes: int) -> list[tuple[int, list[float]]]:
+def exporter_scrapes(redis_server: RedisServer, workdir: Path, scrapes: int,
+                     sizes: list[int]) -> list[tuple[int, list[float]]]:
     client = redis.Redis.from_url(redis_server.url, decode_responses=True)
     exporter, url = start_http_server(lambda port: ([sys.executable, "-m", "exporter"], {
         "REDIS_URL": redis_server.url, "EXPORTER_HOST": LOOPBACK, "EXPORTER_PORT": str(port),
         "BYBIT_COINS": ",".join(bench_exporter.COINS), "LOG_FORMAT": "text"}), workdir / "exporter.log")
     try:
         out = []
-        for size in bench_exporter.SIZES:
+        for size in sizes:
             bench_exporter.seed(client, size)
             bench_exporter.scrape_times(url, 20, 10)  # warm up
             out.append((size, bench_exporter.scrape_times(url, scrapes, 30)))
@@ -107,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--factor", type=int, default=10, help="the second round is this many times the "
                         "seed's 100 requests (default 10)")
     parser.add_argument("--scrapes", type=int, default=300, help="exporter scrapes per size (default 300)")
+    parser.add_argument("--exporter-sizes", type=lambda v: [int(x) for x in v.split(",")],
+                        default=list(bench_exporter.SIZES), metavar="N,N",
+                        help="options in Redis for the scrape rounds (default 2000,20000)")
     parser.add_argument("--write-docs", action="store_true",
                         help=f"replace the Load section of {RELIABILITY} with this run's figures")
     args = parser.parse_args(argv)
@@ -130,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         api_alive = api.running
         api.stop()
         api = None
-        scrapes = exporter_scrapes(server, workdir, args.scrapes)
+        scrapes = exporter_scrapes(server, workdir, args.scrapes, args.exporter_sizes)
     finally:
         if api is not None:
             api.stop()
