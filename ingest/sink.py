@@ -2,16 +2,25 @@
 
 Called once per valid frame from the connections' read loops, so it does the least
 possible: three counter bumps, one histogram observation, one RESP rendering, one dict store.
+
+A ticker that lacks some of Bybit's fields is written with those fields empty (the decoder's
+"empty string stands for an absent value"): ``HSET`` only overwrites the fields it names, so
+without the blanks a field of an older ticker would survive beside the newer ones.
 """
 
 from __future__ import annotations
 
+from typing import Final
+
 from common.keys import OPTION_PREFIX
 from ingest.coalescer import Coalescer
-from ingest.frames import Ticker
+from ingest.frames import TICKER_FIELDS, Ticker
 from ingest.lag import LagHistogram
 from ingest.resp import hset_ticker
 from ingest.stats import Counters
+
+_BLANK: Final[dict[str, str]] = dict.fromkeys(TICKER_FIELDS, "")
+_COMPLETE: Final = len(TICKER_FIELDS)
 
 
 class TickerSink:
@@ -31,5 +40,8 @@ class TickerSink:
         if self.coalescer.is_stale(symbol, ts):
             self.coalescer.stale_dropped += 1
             return
-        command = hset_ticker(OPTION_PREFIX + symbol, ticker.data, ts, recv_ms)
+        data = ticker.data  # only known fields (the decoder drops the rest): complete when all there
+        if len(data) != _COMPLETE:
+            data = {**_BLANK, **data}
+        command = hset_ticker(OPTION_PREFIX + symbol, data, ts, recv_ms)
         self.coalescer.put(symbol, coin, ts, recv_ms, command)

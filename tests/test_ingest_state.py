@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from common import errors, keys
 from ingest import resp
 from ingest.coalescer import Coalescer
-from ingest.frames import Ticker
+from ingest.frames import TICKER_FIELDS, Ticker
 from ingest.lag import LagHistogram
 from ingest.pressure import MemoryPressure
 from ingest.sink import TickerSink
@@ -196,10 +196,26 @@ def test_the_sink_counts_observes_lag_renders_and_coalesces() -> None:
     assert c.messages == 2
     assert c.messages_by_coin["BTC"] == 2
     assert co.stale_dropped == 1
-    assert co.latest[A].command == resp.hset_ticker(keys.option_key(A), {"symbol": A}, 1_000, 1_250)
+    blanks = dict.fromkeys(TICKER_FIELDS, "")
+    assert co.latest[A].command == resp.hset_ticker(keys.option_key(A), {**blanks, "symbol": A}, 1_000, 1_250)
     assert lag.count == 2
     assert lag.sum == pytest.approx(0.25 + 0.301)
     assert co.latest[A].recv_ms == 1_250
+
+
+def test_a_ticker_lacking_fields_blanks_them_so_no_older_value_survives_in_the_hash() -> None:
+    """Found by the fuzz drill: HSET overwrites only the fields it names."""
+    co = Coalescer()
+    sink = TickerSink(coalescer=co, counters=Counters(coins=("BTC",)), lag=LagHistogram())
+    full = {name: "1" for name in TICKER_FIELDS} | {"symbol": A}
+    sink.accept(Ticker(A, 1_000, full), "BTC", 1_001)
+    assert co.latest[A].command == resp.hset_ticker(keys.option_key(A), full, 1_000, 1_001)
+    sink.accept(Ticker(A, 2_000, {"symbol": A, "markPrice": "2", "lastPrice": "3"}), "BTC", 2_001)
+    cmd = parse(co.latest[A].command)[0]
+    fields = dict(zip(cmd[2::2], cmd[3::2], strict=True))
+    assert fields == {**{n.encode(): b"" for n in TICKER_FIELDS}, b"symbol": A.encode(), b"markPrice": b"2",
+                      b"lastPrice": b"3", keys.F_OPTION_TS.encode(): b"2000",
+                      keys.F_OPTION_RECV_TS.encode(): b"2001"}
 
 
 # --- RESP encoding -----------------------------------------------------------------------------
