@@ -14,7 +14,8 @@ For each case it checks:
 - the outcome is the one the case's rules predict (:mod:`bench.fuzz.cases`): the stored
   fields and timestamp for an accepted ticker, an allowed error type for a rejected one;
 - an accepted ticker's RESP command, read back by hiredis (an independent RESP parser), is
-  exactly ``HSET option:<symbol> <field value>... ts <ts> recv_ts <recv>``.
+  exactly ``HSET option:<symbol> <field value>... ts <ts> recv_ts <recv>`` with every Bybit
+  field once (those the ticker lacked empty, so no older value survives in the hash).
 """
 
 from __future__ import annotations
@@ -68,17 +69,20 @@ class FrameTally:
 
 
 def _resp_matches(command: bytes, symbol: str, ticker: Ticker, recv_ms: int) -> bool:
+    """The command is ``HSET option:<symbol>`` of every Bybit field (absent ones empty), ``ts``
+    and ``recv_ts``, each field once — read back by hiredis, an independent RESP parser."""
     reader = hiredis.Reader()
     reader.feed(command)
     parsed = reader.gets()
     if not isinstance(parsed, list) or reader.gets() is not False:
         return False
-    want = [b"HSET", keys.option_key(symbol).encode()]
-    for name, value in ticker.data.items():
-        want += [name.encode(), value.encode()]
-    want += [keys.F_OPTION_TS.encode(), str(ticker.ts).encode(), keys.F_OPTION_RECV_TS.encode(),
-             str(recv_ms).encode()]
-    return parsed == want
+    want = {name.encode(): b"" for name in frames.TICKER_FIELDS}
+    want.update({name.encode(): value.encode() for name, value in ticker.data.items()})
+    want[keys.F_OPTION_TS.encode()] = str(ticker.ts).encode()
+    want[keys.F_OPTION_RECV_TS.encode()] = str(recv_ms).encode()
+    pairs = parsed[2:]
+    return (parsed[:2] == [b"HSET", keys.option_key(symbol).encode()] and len(pairs) == 2 * len(want)
+            and dict(zip(pairs[::2], pairs[1::2], strict=True)) == want)
 
 
 def _ticker_invariants(ticker: Ticker, owned: frozenset[str]) -> str | None:
