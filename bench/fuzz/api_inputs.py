@@ -124,7 +124,8 @@ def symbol_values(tracked: Sequence[str]) -> st.SearchStrategy[str]:
     )
 
 
-_names = st.one_of(st.sampled_from(["expiry", "type", "strike_min", "strike_max", "limit", "offset"]),
+_known_names = st.sampled_from(["expiry", "type", "strike_min", "strike_max", "limit", "offset"])
+_names = st.one_of(_known_names,
                    st.sampled_from(["Limit", "TYPE", "coin", "symbol", "pattern", "match", "", "limit[]"]),
                    _text)
 _values = st.one_of(
@@ -148,10 +149,13 @@ def _encode(segment: str, how: str) -> str:
 def requests(draw: st.DrawFn, tracked: Sequence[str]) -> tuple[str, str]:
     """(method, request target): the path and query exactly as sent."""
     how = draw(st.sampled_from(["encoded", "encoded", "partly", "raw"]))
-    shape = draw(st.sampled_from(["coin", "coin", "symbol", "symbol", "deeper", "fixed", "random"]))
+    shape = draw(st.sampled_from(["coin", "params", "params", "symbol", "symbol", "deeper", "fixed",
+                                  "random"]))
     coin = draw(coin_values(tracked))
     if shape == "coin":
         path = "/api/options/" + _encode(coin, how)
+    elif shape == "params":  # a tracked coin and only known parameter names: the values are checked
+        path = "/api/options/" + draw(st.sampled_from(COINS))
     elif shape in ("symbol", "deeper"):
         path = f"/api/options/{_encode(coin, how)}/{_encode(draw(symbol_values(tracked)), how)}"
         if shape == "deeper":
@@ -163,8 +167,10 @@ def requests(draw: st.DrawFn, tracked: Sequence[str]) -> tuple[str, str]:
                                      "//api/options/BTC", "/API/OPTIONS/BTC", "/api/options/BTC%00"]))
     else:
         path = "/" + "/".join(_encode(s, how) for s in draw(st.lists(_text, max_size=4)))
+    names = _known_names if shape == "params" else _names
     pairs: list[tuple[str, str, str]] = draw(
-        st.lists(st.tuples(_names, _values, st.sampled_from(["=", "=", ""])), max_size=5))
+        st.lists(st.tuples(names, _values, st.sampled_from(["=", "=", ""])), min_size=shape == "params",
+                 max_size=5))
     repeat: bool = draw(st.booleans())
     if pairs and repeat:
         pairs.append(pairs[0])  # a repeated parameter

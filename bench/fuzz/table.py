@@ -72,7 +72,7 @@ def _n(value: int | float) -> str:
 
 def summary(f: Findings) -> str:
     """The headline table: inputs, the counts that must be zero, time, verdict per target."""
-    rows = ["| target | inputs | crashes / 5xx | wrong outcome | stored corruption | other checks | time s |",
+    rows = ["| target | inputs | crashes / 5xx | wrong outcome | stored corruption | other checks | run s |",
             "|---|---|---|---|---|---|---|"]
     if f.frames is not None:
         t = f.frames
@@ -95,6 +95,7 @@ def summary(f: Findings) -> str:
                     f"Redis writes {sum(a.writes.values())}, patterns {sum(a.patterns.values())}, "
                     f"foreign keys {len(a.foreign_keys)}, "
                     f"keyspace {'changed' if a.keyspace_changed else 'unchanged'} | {a.seconds:.1f} |")
+    rows.append("\n`run s`: feeding and checking the inputs; drawing them is in the whole run's time.")
     return "\n".join(rows)
 
 
