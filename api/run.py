@@ -9,9 +9,9 @@ import signal
 from aiohttp import web
 
 from api.app import MAX_LINE_SIZE, build_app
-from api.http_log import SERVER_LOGGER, MalformedRequestFilter
 from api.routes import CONTEXT
 from common.config import Settings
+from common.http_log import SERVER_LOGGER, MalformedRequestFilter
 
 log = logging.getLogger("api")
 

@@ -8,8 +8,8 @@ import signal
 
 from aiohttp import web
 
-from api.http_log import SERVER_LOGGER, MalformedRequestFilter
 from common.config import Settings
+from common.http_log import SERVER_LOGGER, MalformedRequestFilter
 from exporter.server import ERRORS, build_app
 from exporter.snapshot import MALFORMED_REQUEST
 
