@@ -2,38 +2,31 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
+from collections.abc import Sequence
 
-from common.config import ConfigError, help_epilog, load_settings
-from common.logs import configure_logging
+from common.config import Settings
+from common.entry import Component
+from common.entry import main as component_main
 
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m api",
-        description="Serve the tracked options from Redis as JSON: GET /api/options/{coin} (filters: "
-                    "expiry, type, strike_min, strike_max, limit, offset), /api/options/{coin}/{symbol}, "
-                    "/api/coins, /healthz, /readyz, /metrics and /openapi.json. One Redis read per coin "
-                    "per API_CACHE_TTL serves every request; stale answers are marked.",
-        epilog=help_epilog(("REDIS_URL", "BYBIT_COINS", "API_", "LOG_", "TRACKER_")),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--config", metavar="FILE", help="YAML file of knobs (environment variables win)")
-    return parser.parse_args(argv)
+API = Component(
+    name="api",
+    description="Serve the tracked options from Redis as JSON: GET /api/options/{coin} (filters: "
+                "expiry, type, strike_min, strike_max, limit, offset), /api/options/{coin}/{symbol}, "
+                "/api/coins, /healthz, /readyz, /metrics and /openapi.json. One Redis read per coin "
+                "per API_CACHE_TTL serves every request; stale answers are marked.",
+    knob_prefixes=("REDIS_URL", "BYBIT_COINS", "API_", "LOG_", "TRACKER_"),
+)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        settings = load_settings(config_file=args.config)
-    except ConfigError as exc:
-        print(f"api: configuration error: {exc}", file=sys.stderr)
-        return 2
-    configure_logging(settings.log_level, settings.log_format)
-    from api.run import serve  # after logging is configured
+def serve(settings: Settings) -> int:
+    from api.run import serve as serve_api  # after logging is configured
 
-    return serve(settings)
+    return serve_api(settings)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return component_main(API, serve, argv)
 
 
 if __name__ == "__main__":

@@ -1,56 +1,38 @@
-"""Run the API until SIGTERM or SIGINT, then stop accepting, finish, and close Redis."""
+"""How the API listens: its port, its accept backlog, its parser limits, its error counter."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import signal
+from collections.abc import Callable
+from typing import Final
 
 from aiohttp import web
 
 from api.app import MAX_LINE_SIZE, build_app
 from api.routes import CONTEXT
 from common.config import Settings
-from common.http_log import SERVER_LOGGER, MalformedRequestFilter
-
-log = logging.getLogger("api")
+from common.http_service import HttpService
+from common.http_service import serve as serve_http
 
 #: Connections the kernel queues before the API accepts them (capped by net.core.somaxconn).
 #: aiohttp's default of 128 drops the SYNs of a burst of 1,000 clients, which then wait for
 #: TCP's 1 s retransmission: the load drill's 10x round measured p99 1.05 s with it.
-BACKLOG = 1024
+BACKLOG: Final = 1024
 
 
-async def run(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
-    """Serve until ``stop`` is set (by default: until SIGTERM/SIGINT)."""
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    app = build_app(settings)
-    refused = app[CONTEXT].metrics.errors.labels("malformed_request")
-    quiet = MalformedRequestFilter(refused.inc)
-    server_log = logging.getLogger(SERVER_LOGGER)
-    server_log.addFilter(quiet)
-    runner = web.AppRunner(app, access_log=None, max_line_size=MAX_LINE_SIZE, max_field_size=MAX_LINE_SIZE)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, settings.api_host, settings.api_port, backlog=BACKLOG).start()
-        log.info("api listening", extra={"host": settings.api_host, "port": settings.api_port,
-                                         "coins": list(settings.coins)})
-        await stop.wait()
-        log.info("api stopping")
-    finally:
-        await runner.cleanup()
-        server_log.removeFilter(quiet)
+def _refused(app: web.Application) -> Callable[[], None]:
+    return app[CONTEXT].metrics.errors.labels("malformed_request").inc
+
+
+def service(settings: Settings) -> HttpService:
+    """The API as an HTTP service (see :mod:`common.http_service` for start and stop)."""
+    return HttpService(
+        name="api", host=settings.api_host, port=settings.api_port,
+        build_app=lambda: build_app(settings), refused_counter=_refused, backlog=BACKLOG,
+        handler_args={"max_line_size": MAX_LINE_SIZE, "max_field_size": MAX_LINE_SIZE},
+        log_context={"coins": list(settings.coins)},
+    )
 
 
 def serve(settings: Settings) -> int:
-    """Exit code: 0 after a clean stop, 1 when the port cannot be bound."""
-    try:
-        asyncio.run(run(settings))
-    except OSError as exc:
-        log.error("cannot listen", extra={"host": settings.api_host, "port": settings.api_port,
-                                          "error": str(exc)})
-        return 1
-    return 0
+    """Run the API until SIGTERM/SIGINT. Exit code: 0 after a clean stop, 1 when the port is taken."""
+    return serve_http(service(settings))

@@ -1,17 +1,27 @@
-"""Shared contracts: symbol validation, key layout, error types, structured logs."""
+"""Shared contracts: symbol validation, key layout, error types, structured logs, entry points."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+from pathlib import Path
 
 import pytest
+from aiohttp import web
 from hypothesis import given
 from hypothesis import strategies as st
 
 from common import errors, keys
+from common.config import ConfigError, Settings
+from common.entry import Component
+from common.entry import main as component_main
+from common.http_log import SERVER_LOGGER
+from common.http_service import HttpService
+from common.http_service import run as run_http
 from common.logs import JsonFormatter, LogThrottle, TextFormatter
 from common.symbols import is_valid_coin, is_valid_symbol, parse_symbol
+from tests.servers import LOOPBACK, free_port, port_open, wait_until
 
 
 @pytest.mark.parametrize(
@@ -103,7 +113,114 @@ def test_log_throttle_lets_a_burst_through_then_reports_what_it_held_back() -> N
 def test_configure_logging_writes_one_line_per_event(capsys: pytest.CaptureFixture[str]) -> None:
     from common.logs import configure_logging
 
-    configure_logging("INFO", "json")
-    logging.getLogger("t").info("hello", extra={"coin": "BTC"})
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        configure_logging("INFO", "json")
+        logging.getLogger("t").info("hello", extra={"coin": "BTC"})
+    finally:  # the handler writes to this test's captured stderr, which closes after it
+        root.handlers[:], root.level = handlers, level
     err = capsys.readouterr().err.strip().splitlines()
     assert json.loads(err[-1])["coin"] == "BTC"
+
+
+DEMO = Component(name="demo", description="A component of the tests.", knob_prefixes=("API_CACHE",))
+
+
+class Serve:
+    """A component's serve function that records the settings it was started with."""
+
+    def __init__(self) -> None:
+        self.calls: list[Settings] = []
+
+    def __call__(self, settings: Settings) -> int:
+        self.calls.append(settings)
+        return 0
+
+
+def test_help_lists_only_the_knobs_the_component_reads(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        component_main(DEMO, lambda _settings: 0, ["--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: python -m demo")
+    assert "A component of the tests." in out
+    assert "API_CACHE_TTL=1.0" in out
+    assert "API_PORT" not in out
+
+
+def test_a_bad_config_file_exits_2_naming_the_knob_and_never_serves(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = tmp_path / "demo.yaml"
+    config.write_text("API_CACHE_TTL: -1\n")
+    serve = Serve()
+    code = component_main(DEMO, serve, ["--config", str(config)])
+    assert code == 2
+    assert serve.calls == []
+    assert capsys.readouterr().err.startswith("demo: configuration error: API_CACHE_TTL")
+
+
+def test_a_component_check_that_refuses_the_settings_exits_2_before_serving(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    def refuse(_settings: Settings) -> None:
+        raise ConfigError("BYBIT_WS_URL: not a websocket URL")
+
+    config = tmp_path / "demo.yaml"
+    config.write_text("API_CACHE_TTL: 2\n")
+    serve = Serve()
+    code = component_main(DEMO, serve, ["--config", str(config)], check=refuse)
+    assert (code, serve.calls) == (2, [])
+    assert "demo: configuration error: BYBIT_WS_URL" in capsys.readouterr().err
+
+
+async def test_an_http_service_serves_counts_parser_refusals_and_cleans_up_when_stopped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    refused: list[int] = []
+    cleaned: list[bool] = []
+
+    async def hello(_request: web.Request) -> web.Response:
+        return web.Response(text="hello")
+
+    def build() -> web.Application:
+        app = web.Application()
+        app.router.add_get("/", hello)
+
+        async def cleanup(_app: web.Application) -> None:
+            cleaned.append(True)
+
+        app.on_cleanup.append(cleanup)
+        return app
+
+    port = free_port()
+    service = HttpService(name="demo", host=LOOPBACK, port=port, build_app=build,
+                          refused_counter=lambda _app: lambda: refused.append(1),
+                          log_context={"coins": ["BTC"]})
+    stop = asyncio.Event()
+    caplog.set_level(logging.INFO)
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(run_http(service, stop=stop))
+        await asyncio.to_thread(wait_until, lambda: port_open(port), what="the demo service")
+        reader, writer = await asyncio.open_connection(LOOPBACK, port)
+        writer.write(b"GET /?" + b"A" * 20_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        status = await reader.readline()
+        writer.close()
+        await writer.wait_closed()
+        reader, writer = await asyncio.open_connection(LOOPBACK, port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answer = await reader.read()
+        writer.close()
+        await writer.wait_closed()
+        stop.set()
+    assert status.split()[1] == b"400"
+    assert answer.split()[1] == b"200"
+    assert answer.endswith(b"hello")
+    assert refused == [1]
+    assert cleaned == [True]
+    records = {r.getMessage(): r for r in caplog.records}
+    assert records["demo listening"].__dict__["coins"] == ["BTC"]
+    assert "demo stopping" in records
+    assert records["malformed request refused by the HTTP parser"].exc_info is None
+    assert logging.getLogger(SERVER_LOGGER).filters == []
