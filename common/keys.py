@@ -2,7 +2,8 @@
 
 The ingest writes these keys, the exporter and the API read them, and shell tools
 (health checks, backups) rely on them, so they are a public contract: change one
-only together with docs/redis-layout.md and the tests that read it.
+only together with the docs that describe it (docs/ingest.md, docs/metrics.md)
+and the tests that read it.
 
 Every function here takes an already *validated* coin or symbol (see
 :mod:`common.symbols`); user input never reaches this module unchecked, and no
@@ -31,9 +32,18 @@ STATS_GLOBAL: Final = "stats:global"
 STATS_LAG: Final = "stats:lag"
 
 #: Hash written every stats interval with a short TTL, so that it vanishes when the
-#: ingest dies. Fields: ``ts`` (epoch seconds, float), ``pid``, ``rss_bytes``,
-#: ``cpu_seconds``, ``started_at``.
+#: ingest dies. Fields: :data:`HEARTBEAT_FIELDS`.
 INGEST_HEARTBEAT: Final = "ingest:heartbeat"
+
+# --- fields of ``ingest:heartbeat`` (the ingest writes all of them, every interval) ---
+F_HB_TS: Final = "ts"  # epoch seconds (float) of this write: the heartbeat's age is now minus it
+F_HB_PID: Final = "pid"  # the ingest's process id
+F_HB_RSS_BYTES: Final = "rss_bytes"  # the ingest's resident memory
+F_HB_CPU_SECONDS: Final = "cpu_seconds"  # the ingest's user + system CPU seconds (float)
+F_HB_STARTED_AT: Final = "started_at"  # epoch seconds (float) the ingest started
+HEARTBEAT_FIELDS: Final[tuple[str, ...]] = (
+    F_HB_TS, F_HB_PID, F_HB_RSS_BYTES, F_HB_CPU_SECONDS, F_HB_STARTED_AT,
+)
 
 # --- fields of ``stats:global`` -------------------------------------------------
 #: Integer epoch seconds of the newest ticker written (shell scripts do arithmetic on it).

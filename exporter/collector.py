@@ -35,12 +35,6 @@ from common import errors, keys
 from exporter.capacity import redis_capacity
 from exporter.snapshot import FAILURE_TYPES, Snapshot
 
-# Fields of the heartbeat hash (documented in common.keys.INGEST_HEARTBEAT).
-HB_TS: Final = "ts"
-HB_RSS: Final = "rss_bytes"
-HB_CPU: Final = "cpu_seconds"
-HB_STARTED: Final = "started_at"
-
 _INF: Final = math.inf
 
 #: (metric, field of stats:global, help) for the gauges copied from the ingest's stats.
@@ -104,18 +98,18 @@ def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
 def ingest_families(snap: Snapshot, ctx: ScrapeContext, values: Values) -> Iterator[Metric]:
     """Heartbeat, ingest process and connection state, counters and the lag histogram."""
     beat = snap.heartbeat
-    beat_ts = values.number(beat, HB_TS, keys.INGEST_HEARTBEAT)
+    beat_ts = values.number(beat, keys.F_HB_TS, keys.INGEST_HEARTBEAT)
     age = _INF if beat_ts is None else max(0.0, ctx.now - beat_ts)
     yield _gauge("bybit_ingest_up", "1 while the ingest heartbeat is fresh.",
                  1.0 if age <= ctx.heartbeat_max_age else 0.0)
     yield _gauge("bybit_ingest_heartbeat_age_seconds",
                  "Seconds since the last ingest heartbeat (+Inf when absent).", age)
-    if (rss := values.number(beat, HB_RSS, keys.INGEST_HEARTBEAT)) is not None:
+    if (rss := values.number(beat, keys.F_HB_RSS_BYTES, keys.INGEST_HEARTBEAT)) is not None:
         yield _gauge("bybit_ingest_resident_memory_bytes", "Ingest resident memory, from its heartbeat.", rss)
-    if (cpu := values.number(beat, HB_CPU, keys.INGEST_HEARTBEAT)) is not None:
+    if (cpu := values.number(beat, keys.F_HB_CPU_SECONDS, keys.INGEST_HEARTBEAT)) is not None:
         yield CounterMetricFamily("bybit_ingest_cpu_seconds_total",
                                   "Ingest CPU seconds (user + system), from its heartbeat.", value=cpu)
-    started = values.number(beat, HB_STARTED, keys.INGEST_HEARTBEAT)
+    started = values.number(beat, keys.F_HB_STARTED_AT, keys.INGEST_HEARTBEAT)
     if started is None:
         started = values.number(snap.stats, keys.F_STARTED_AT, keys.STATS_GLOBAL)
     if started is not None:

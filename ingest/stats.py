@@ -98,9 +98,9 @@ def coin_fields(c: Counters, coin: str, tracked: int) -> dict[str, str]:
 
 def heartbeat_fields(*, now: float, pid: int, rss_bytes: int, cpu_seconds: float,
                      started_at: float) -> dict[str, str]:
-    """The ``ingest:heartbeat`` hash."""
-    return {"ts": repr(now), "pid": str(pid), "rss_bytes": str(rss_bytes),
-            "cpu_seconds": repr(cpu_seconds), "started_at": repr(started_at)}
+    """The ``ingest:heartbeat`` hash: every field of :data:`common.keys.HEARTBEAT_FIELDS`."""
+    return {keys.F_HB_TS: repr(now), keys.F_HB_PID: str(pid), keys.F_HB_RSS_BYTES: str(rss_bytes),
+            keys.F_HB_CPU_SECONDS: repr(cpu_seconds), keys.F_HB_STARTED_AT: repr(started_at)}
 
 
 def coins_of(symbols_by_coin: dict[str, set[str]], coins: Iterable[str]) -> dict[str, int]:

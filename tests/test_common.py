@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
+import time
 from pathlib import Path
 
 import pytest
@@ -21,7 +23,7 @@ from common.http_service import HttpService
 from common.http_service import run as run_http
 from common.logs import JsonFormatter, LogThrottle, TextFormatter
 from common.symbols import is_valid_coin, is_valid_symbol, parse_symbol
-from tests.servers import LOOPBACK, free_port, port_open, wait_until
+from tests.servers import LOOPBACK, RedisServer, free_port, port_open, repo_root, wait_until
 
 
 @pytest.mark.parametrize(
@@ -71,6 +73,66 @@ def test_key_layout_is_stable() -> None:
     assert keys.F_LAST_UPDATE == "last_update"
     assert keys.lag_bucket_field(0.1) == "le:0.1"
     assert list(keys.LAG_BUCKETS) == sorted(keys.LAG_BUCKETS)
+
+
+def documented_heartbeat_fields() -> list[str]:
+    """The heartbeat's fields as docs/ingest.md lists them: ``ingest:heartbeat`` (`a`, `b`, ...)."""
+    text = (repo_root() / "docs" / "ingest.md").read_text(encoding="utf-8")
+    listed = re.search(r"`ingest:heartbeat` \(([^)]*)\)", text)
+    assert listed is not None, "docs/ingest.md no longer lists the heartbeat's fields"
+    return re.findall(r"`([a-z_]+)`", listed.group(1).split(", expiring")[0])
+
+
+def test_the_heartbeat_fields_are_the_documented_ones() -> None:
+    assert documented_heartbeat_fields() == list(keys.HEARTBEAT_FIELDS)
+    assert len(set(keys.HEARTBEAT_FIELDS)) == len(keys.HEARTBEAT_FIELDS)
+
+
+async def test_the_ingest_writes_exactly_the_heartbeat_fields_its_readers_read(
+    redis_server: RedisServer,
+) -> None:
+    from exporter.collector import ScrapeContext, SnapshotCollector
+    from exporter.snapshot import SnapshotReader
+    from exporter.snapshot import make_redis as exporter_redis
+    from ingest.stats import ConnectionState, Counters, global_fields, heartbeat_fields
+    from ingest.store import Store
+    from ingest.store import make_redis as ingest_redis
+    from scripts.healthcheck.redis_checks import check_heartbeat, read_snapshot
+
+    now = time.time()
+    counters = Counters(coins=("BTC",), started_at=now - 60)
+    beat = heartbeat_fields(now=now, pid=4242, rss_bytes=50_000_000, cpu_seconds=1.25,
+                            started_at=counters.started_at)
+    writer = ingest_redis(redis_server.url, timeout=2.0)
+    try:
+        failed = await Store(writer, timeout=2.0).write_stats(
+            global_doc=global_fields(counters, ConnectionState(), ttl=86400, pressure=False, pending=0),
+            coin_docs={}, lag_doc={keys.LAG_COUNT_FIELD: "0"}, heartbeat_doc=beat, heartbeat_ttl=15.0)
+    finally:
+        await writer.aclose()
+    assert failed == []
+
+    client = redis_server.client()
+    assert set(client.hkeys(keys.INGEST_HEARTBEAT)) == set(keys.HEARTBEAT_FIELDS)
+
+    reader = exporter_redis(redis_server.url, timeout=2.0)
+    try:
+        snapshot = await SnapshotReader(reader, coins=("BTC",), timeout=2.0).read()
+    finally:
+        await reader.aclose()
+    ctx = ScrapeContext(coins=("BTC",), now=now + 1, heartbeat_max_age=15.0, capacity_bytes=0)
+    collector = SnapshotCollector(snapshot, ctx, exporter_errors={})
+    exposed = {m.name: m.samples[0].value for m in collector.collect() if len(m.samples) == 1}
+    assert collector.bad_fields == ()
+    assert exposed["bybit_ingest_up"] == 1
+    assert exposed["bybit_ingest_heartbeat_age_seconds"] == pytest.approx(1.0)
+    assert exposed["bybit_ingest_resident_memory_bytes"] == 50_000_000
+    assert exposed["bybit_ingest_cpu_seconds"] == 1.25
+    assert exposed["bybit_ingest_start_time_seconds"] == pytest.approx(now - 60)
+
+    finding = check_heartbeat(read_snapshot(client, ("BTC",)), now + 1)
+    assert finding.severity == "ok"
+    assert finding.value == pytest.approx(1.0)
 
 
 def test_unknown_error_types_collapse_to_other() -> None:

@@ -31,8 +31,9 @@ def seed_healthy(client: Any, now: float, **overrides: Any) -> None:
     }
     stats.update(overrides)
     client.hset(keys.STATS_GLOBAL, mapping=stats)
-    client.hset(keys.INGEST_HEARTBEAT, mapping={"ts": now, "pid": 1, "rss_bytes": 5e7, "cpu_seconds": 3,
-                                                 "started_at": now - 7200})
+    client.hset(keys.INGEST_HEARTBEAT, mapping={
+        keys.F_HB_TS: now, keys.F_HB_PID: 1, keys.F_HB_RSS_BYTES: 5e7, keys.F_HB_CPU_SECONDS: 3,
+        keys.F_HB_STARTED_AT: now - 7200})
     client.expire(keys.INGEST_HEARTBEAT, 60)
     for coin in COINS:
         client.hset(keys.coin_stats_key(coin), mapping={keys.F_COIN_LAST_UPDATE: now - 1,

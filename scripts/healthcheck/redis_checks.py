@@ -51,7 +51,7 @@ def _float(mapping: Mapping[str, str], field: str) -> float | None:
 
 
 def check_heartbeat(snap: Snapshot, now: float) -> Finding:
-    beat = _float(snap.heartbeat, "ts")
+    beat = _float(snap.heartbeat, keys.F_HB_TS)
     if beat is None:
         return Finding("ingest_heartbeat", "critical", None, "s",
                        f"no heartbeat in Redis ({keys.INGEST_HEARTBEAT} expired): the ingest is not running")
