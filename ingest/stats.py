@@ -60,9 +60,15 @@ class Counters:
 
 def global_fields(c: Counters, conn: ConnectionState, *, ttl: int, pressure: bool,
                   pending: int) -> dict[str, str]:
-    """The ``stats:global`` hash (every field, zeros included, so readers never guess)."""
+    """The ``stats:global`` hash (every field, zeros included, so readers never guess).
+
+    Except ``last_update`` before this process has written a ticker: a restarted ingest must
+    not overwrite its predecessor's time with 0, which readers take for "never" (the soak
+    drill saw every coin's staleness jump to +Inf for a few seconds after each restart, and
+    the no-data alerts go pending). The data in Redis is as old as the last write, whoever
+    made it.
+    """
     doc = {
-        keys.F_LAST_UPDATE: str(int(c.last_update)),
         keys.F_MESSAGES: str(c.messages),
         keys.F_RECONNECTS: str(c.reconnects),
         keys.F_CONNECT_FAILURES: str(c.connect_failures),
@@ -80,6 +86,8 @@ def global_fields(c: Counters, conn: ConnectionState, *, ttl: int, pressure: boo
         keys.F_PENDING: str(pending),
         keys.F_STARTED_AT: repr(c.started_at),
     }
+    if c.last_update > 0:
+        doc[keys.F_LAST_UPDATE] = str(int(c.last_update))
     for coin in c.coins:
         doc[keys.messages_field(coin)] = str(c.messages_by_coin[coin])
     for error_type in errors.ERROR_TYPES:
@@ -88,12 +96,14 @@ def global_fields(c: Counters, conn: ConnectionState, *, ttl: int, pressure: boo
 
 
 def coin_fields(c: Counters, coin: str, tracked: int) -> dict[str, str]:
-    """One coin's ``stats:coin:<COIN>`` hash."""
-    return {
-        keys.F_COIN_LAST_UPDATE: repr(c.last_update_by_coin.get(coin, 0.0)),
+    """One coin's ``stats:coin:<COIN>`` hash (``last_update`` only once this process wrote the coin)."""
+    doc = {
         keys.F_COIN_MESSAGES: str(c.messages_by_coin[coin]),
         keys.F_COIN_TRACKED: str(tracked),
     }
+    if (updated := c.last_update_by_coin.get(coin, 0.0)) > 0:
+        doc[keys.F_COIN_LAST_UPDATE] = repr(updated)
+    return doc
 
 
 def heartbeat_fields(*, now: float, pid: int, rss_bytes: int, cpu_seconds: float,

@@ -152,6 +152,7 @@ def test_pressure_ends_only_below_the_hysteresis_band() -> None:
 
 def test_every_global_stats_field_of_the_contract_is_written_including_zero_errors() -> None:
     c = Counters(coins=("BTC", "ETH"))
+    c.written("BTC", 1700000000.0)
     c.error(errors.BAD_JSON, 3)
     c.error("something new")
     doc = global_fields(c, ConnectionState(desired=3, connected=2), ttl=86400, pressure=False, pending=7)
@@ -179,6 +180,19 @@ def test_last_update_is_integer_seconds_globally_and_float_per_coin() -> None:
     assert doc[keys.F_MEMORY_PRESSURE] == "1"
     assert float(coin_fields(c, "BTC", 5)[keys.F_COIN_LAST_UPDATE]) == 1700000000.75
     assert coin_fields(c, "BTC", 5)[keys.F_COIN_TRACKED] == "5"
+
+
+def test_a_restarted_ingest_leaves_the_last_update_alone_until_its_own_first_write() -> None:
+    # The previous process's time stays in Redis (HSET touches only the fields it names):
+    # writing 0 would make fresh data look as if no ticker had ever arrived.
+    c = Counters(coins=("BTC", "ETH"))
+    assert keys.F_LAST_UPDATE not in global_fields(c, ConnectionState(), ttl=1, pressure=False, pending=0)
+    assert keys.F_COIN_LAST_UPDATE not in coin_fields(c, "BTC", 0)
+    c.written("BTC", 1700000000.75)
+    assert global_fields(c, ConnectionState(), ttl=1, pressure=False, pending=0)[keys.F_LAST_UPDATE] \
+        == "1700000000"
+    assert keys.F_COIN_LAST_UPDATE in coin_fields(c, "BTC", 0)
+    assert keys.F_COIN_LAST_UPDATE not in coin_fields(c, "ETH", 0)
 
 
 def test_the_heartbeat_has_the_documented_fields() -> None:
