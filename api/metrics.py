@@ -30,7 +30,7 @@ METHODS: Final = frozenset({"GET", "HEAD"})
 ERROR_TYPES: Final[tuple[str, ...]] = (
     "redis_timeout", "redis_connection",  # a Redis read failed
     "bad_data",  # an index member or hash that is not a well-formed option of the coin
-    "malformed_request",  # refused by aiohttp's HTTP parser before routing (api.http_log)
+    "malformed_request",  # refused by aiohttp's HTTP parser before routing (common.http_log)
     "client_gone",  # the client closed the connection before the answer was sent
     "internal",  # an exception no handler expected: a bug
 )

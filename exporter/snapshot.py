@@ -35,7 +35,7 @@ TIMEOUT: Final = "redis_timeout"
 CONNECTION: Final = "redis_connection"
 RESPONSE: Final = "redis_response"
 BAD_VALUE: Final = "bad_value"
-MALFORMED_REQUEST: Final = "malformed_request"  # refused by aiohttp's HTTP parser (api.http_log)
+MALFORMED_REQUEST: Final = "malformed_request"  # refused by aiohttp's HTTP parser (common.http_log)
 FAILURE_TYPES: Final[tuple[str, ...]] = (TIMEOUT, CONNECTION, RESPONSE, BAD_VALUE, MALFORMED_REQUEST)
 
 

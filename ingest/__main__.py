@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import sys
@@ -11,20 +10,16 @@ from redis.asyncio.connection import parse_url
 from websockets.exceptions import InvalidURI
 from websockets.uri import parse_uri
 
-from common.config import ConfigError, Settings, help_epilog, load_settings
-from common.logs import configure_logging
+from common.config import ConfigError, Settings
+from common.entry import Component
+from common.entry import main as component_main
 
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m ingest",
-        description="Discover Bybit's option instruments, stream their tickers over WebSocket and keep "
-                    "the latest of each in Redis, with stats and a heartbeat for the exporter.",
-        epilog=help_epilog(("REDIS_URL", "BYBIT_", "INGEST_", "LOG_", "TRACKER_")),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--config", metavar="FILE", help="YAML file of knobs (environment variables win)")
-    return parser.parse_args(argv)
+INGEST = Component(
+    name="ingest",
+    description="Discover Bybit's option instruments, stream their tickers over WebSocket and keep "
+                "the latest of each in Redis, with stats and a heartbeat for the exporter.",
+    knob_prefixes=("REDIS_URL", "BYBIT_", "INGEST_", "LOG_", "TRACKER_"),
+)
 
 
 def check_urls(settings: Settings) -> None:
@@ -41,22 +36,18 @@ def check_urls(settings: Settings) -> None:
         raise ConfigError(f"BYBIT_REST_URL must be an http(s) URL, got {settings.rest_url!r}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        settings = load_settings(config_file=args.config)
-        check_urls(settings)
-    except ConfigError as exc:
-        print(f"ingest: configuration error: {exc}", file=sys.stderr)
-        return 2
-    configure_logging(settings.log_level, settings.log_format)
+def serve(settings: Settings) -> int:
+    """Run until SIGTERM/SIGINT (handled inside: clean stop, exit 0)."""
     from ingest.app import main as ingest  # after logging is configured
 
-    # SIGTERM/SIGINT are handled inside (clean stop, exit 0); a Ctrl-C that lands before the
-    # handlers are installed only interrupts the start-up.
+    # A Ctrl-C that lands before the signal handlers are installed only interrupts the start-up.
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(ingest(settings))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return component_main(INGEST, serve, argv, check=check_urls)
 
 
 if __name__ == "__main__":

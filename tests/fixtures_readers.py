@@ -128,8 +128,9 @@ class Layout:
     def heartbeat(self, *, ts: float, rss_bytes: int = 50_000_000, cpu_seconds: float = 1.5,
                   started_at: float | None = None, ttl: float = 15.0) -> None:
         self.client.hset(keys.INGEST_HEARTBEAT, mapping={
-            "ts": repr(ts), "pid": 4242, "rss_bytes": rss_bytes, "cpu_seconds": repr(cpu_seconds),
-            "started_at": repr(started_at if started_at is not None else ts - 60)})
+            keys.F_HB_TS: repr(ts), keys.F_HB_PID: 4242, keys.F_HB_RSS_BYTES: rss_bytes,
+            keys.F_HB_CPU_SECONDS: repr(cpu_seconds),
+            keys.F_HB_STARTED_AT: repr(started_at if started_at is not None else ts - 60)})
         self.client.pexpire(keys.INGEST_HEARTBEAT, int(ttl * 1000))
 
     def lag(self, observations: Sequence[float]) -> None:

@@ -74,9 +74,9 @@ def test_every_instrument_ends_up_in_redis_with_the_values_sent_last(
     assert all(stats[keys.error_field(t)] == "0" for t in errors.ERROR_TYPES
                if t not in (errors.DATA_TIMEOUT, errors.WS_CLOSED))  # silence may trip the data timeout
     heartbeat = r.hgetall(keys.INGEST_HEARTBEAT)
-    assert int(heartbeat["pid"]) == ingest.pid
-    assert 0 < int(heartbeat["rss_bytes"]) < 200 * 2**20
-    assert float(heartbeat["cpu_seconds"]) > 0
+    assert int(heartbeat[keys.F_HB_PID]) == ingest.pid
+    assert 0 < int(heartbeat[keys.F_HB_RSS_BYTES]) < 200 * 2**20
+    assert float(heartbeat[keys.F_HB_CPU_SECONDS]) > 0
     assert 0 < r.ttl(keys.INGEST_HEARTBEAT) <= 5
     lag = r.hgetall(keys.STATS_LAG)
     assert int(lag[keys.LAG_COUNT_FIELD]) == int(lag[keys.LAG_INF_FIELD]) >= len(listed)
