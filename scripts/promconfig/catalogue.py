@@ -95,6 +95,17 @@ CATALOGUE: Final[dict[str, tuple[AlertTemplate, ...]]] = {
                 "Prometheus has had no successful scrape of the exporter for [[for|duration]]. Every alert "
                 "on ingest, data and Redis metrics is blind until it is back."),
             value="state"),
+        # Found by the chaos drill: with Alertmanager stopped nothing covered it. This alert cannot
+        # page through the Alertmanager it is about; it shows in Prometheus and on the dashboards,
+        # and pages through an HA peer where there is one (runbook: add a dead-man's switch).
+        AlertTemplate(
+            name="AlertmanagerDown", severity="critical", condition="alerting",
+            expr='up{job="alertmanager"} == 0',
+            summary="Alertmanager does not answer: alerts are not being delivered",
+            description=(
+                "Prometheus has failed to scrape Alertmanager at {{ $labels.instance }} for "
+                "[[for|duration]]: alerts still fire in Prometheus, but no notification reaches anyone."),
+            value="state"),
     ),
     "bybit.warning": (
         AlertTemplate(
