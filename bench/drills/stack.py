@@ -180,6 +180,9 @@ class Stack:
         self._started.append("api")
         self._start_monitoring()
         self.wait_healthy(timeout=START_TIMEOUT)
+        # Rules evaluated before the first scrape (absent(up) ...) may still be pending: a drill
+        # starts from a stack with no alert active at all.
+        wait_until(self.no_alerts, timeout=30, interval=0.5, what="no alert active on the healthy stack")
 
     def _start_monitoring(self) -> None:
         am_dir = self._dir("alertmanager")
@@ -252,6 +255,12 @@ class Stack:
         except READ_ERRORS:
             return False
         return len(up) == 4 and all(up.values())
+
+    def no_alerts(self) -> bool:
+        try:
+            return not self.prom.alerts()
+        except READ_ERRORS:
+            return False
 
     def wait_healthy(self, *, timeout: float = 60.0, max_age: float = 5.0) -> None:
         """Wait until data is fresh, every connection is up and Prometheus scrapes all four jobs."""
