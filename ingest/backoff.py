@@ -45,6 +45,10 @@ class Backoff:
         self.attempt += 1
         return delay
 
+    def forgive(self, steps: int) -> None:
+        """Take ``steps`` off the attempt count (a connection was healthy for a while)."""
+        self.attempt = max(0, self.attempt - max(0, steps))
+
     def reset(self) -> None:
         """Start again from the first step (the connection proved healthy)."""
         self.attempt = 0

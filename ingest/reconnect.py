@@ -7,9 +7,12 @@ library (``process_exception`` decides, ``reconnect_delays`` paces): this object
 both answers, and it is testable with a fake clock and a fixed random source.
 
 - Backoff: the seed's ``min(cap, 2**attempt)`` plus 10-30 % jitter. The attempt count
-  only starts again from zero once a connection has stayed up for ``reset_after``
-  seconds, so a connection that opens and dies every few seconds (the seed's 45-60 s
-  drops, or a proxy that accepts and hangs up) backs off instead of spinning.
+  starts again from zero once a connection has stayed up for ``reset_after`` seconds, and
+  each quarter of that spent healthy takes one step off it: a connection that opens and
+  dies every few seconds (a proxy that accepts and hangs up) backs off instead of
+  spinning, while the seed's drops every 45-60 s keep the delay at the first steps. (The
+  soak drill found that with a full reset only, each such drop doubled the delay up to
+  the 300 s cap: minutes without data for that connection's symbols after every drop.)
 - Breaker: ``failures`` consecutive failures without an established connection open it
   for ``recovery`` seconds; then one half-open probe.
 - Never give up: past ``max_attempts`` the delay stays at the cap, and :attr:`stuck`
@@ -21,9 +24,13 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
+from typing import Final
 
 from ingest.backoff import Backoff
 from ingest.breaker import CircuitBreaker, State
+
+#: Steps of the attempt count forgiven per ``reset_after`` of health (one per quarter of it).
+DECAY_STEPS: Final = 4
 
 
 class ReconnectPolicy:
@@ -73,8 +80,12 @@ class ReconnectPolicy:
         The wait is the larger of the backoff delay and the time until the breaker allows
         a probe.
         """
-        if self._established_at is not None and self._clock() - self._established_at >= self.reset_after:
-            self.backoff.reset()
+        if self._established_at is not None:
+            healthy = self._clock() - self._established_at
+            if healthy >= self.reset_after:
+                self.backoff.reset()
+            else:
+                self.backoff.forgive(int(healthy * DECAY_STEPS / self.reset_after))
         self._established_at = None
         self.failures_since_established += 1
         self.breaker.record_failure()

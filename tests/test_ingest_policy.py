@@ -163,6 +163,31 @@ def test_backoff_starts_over_after_a_connection_was_healthy_for_reset_after() ->
     assert p.failed() == pytest.approx(1.1)
 
 
+def test_drops_every_45_to_60_seconds_keep_the_delay_at_the_first_steps() -> None:
+    # The seed's symptom (and the soak drill's fault): a connection healthy for 45 s is not
+    # spinning; its reconnect must not climb towards the cap drop after drop.
+    clock = FakeClock()
+    p = policy(clock)
+    delays = []
+    for healthy in (45, 50, 60, 47, 55, 45, 52, 46):
+        p.established()
+        clock.advance(healthy)
+        delays.append(p.failed())
+    assert max(delays) == pytest.approx(1.1)
+
+
+def test_health_short_of_reset_after_takes_a_step_off_per_quarter_of_it() -> None:
+    clock = FakeClock()
+    p = policy(clock)  # reset_after 60: one step per 15 s healthy
+    for _ in range(4):  # four quick deaths: the next delay would be 2**4
+        p.established()
+        clock.advance(1)
+        p.failed()
+    p.established()
+    clock.advance(31)  # two quarters: 4 - 2 = 2 steps, the delay is 2**2
+    assert p.failed() == pytest.approx(4.4)
+
+
 def test_consecutive_connect_failures_open_the_breaker_and_the_wait_covers_recovery() -> None:
     clock = FakeClock()
     p = policy(clock, circuit_failures=3, circuit_recovery=100, cap=2)
