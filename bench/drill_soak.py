@@ -46,10 +46,27 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "1 % malformed frames": ("NewErrorType", "ErrorRateRising"),
     # rate-limit answers in a 10-minute window for the (scaled) 20m: the warning's exact case.
     "REST rate limits": ("RestRateLimited", "NewErrorType"),
-    # A restart shorter than every scaled for: must raise nothing but the redis_error count.
-    "Redis restart": ("NewErrorType",),
+    # A restart shorter than every scaled for: must raise nothing but the redis_error count
+    # (and the young-Prometheus burn rates, see WHY_ALLOWED).
+    "Redis restart": ("NewErrorType", "IngestUptimeBudgetBurnSlow", "DataFreshnessBudgetBurnSlow"),
     # The supervisor restarts the ingest within seconds: the heartbeat never goes stale.
     "ingest SIGKILL": (),
+}
+#: Why each fault may raise those alerts (rendered into the doc beside the figures).
+WHY_ALLOWED: dict[str, str] = {
+    "drops every 45-60 s": "~3 connections dropped every 45-60 s is ~200 reconnects/h, above the seed's "
+                           "20/h and 60/h tiers and the reconnect budget; `ws_closed` is a new error type",
+    "1 % malformed frames": "`bad_json`, `bad_number` ... are new error types on a fresh Prometheus",
+    "REST rate limits": "rate-limit answers inside a 10-minute window for the scaled `for:` is the "
+                        "warning's exact case",
+    "Redis restart": "counted as `redis_error`, a new type. The restarted Redis has no heartbeat and no "
+                     "stats until the ingest's next write (< 1 s), so a scrape or two count as ingest "
+                     "down and data stale; the SLO tickets' windows (6 h, 3 d) hold only minutes of "
+                     "history in a drill, where two bad scrapes are ~1 % of the samples and burn the "
+                     "budget at > 1x (in production, with the windows full, they are < 0.2 %). The "
+                     "threshold alerts (`RedisDown`, `IngestDown`, `NoDataFlowing`) must stay quiet",
+    "ingest SIGKILL": "restarted within seconds, so the heartbeat with its 15 s TTL never goes "
+                      "stale: nothing may fire",
 }
 #: Fraction of the run at which each one-off event happens.
 SCHEDULE: tuple[tuple[float, str], ...] = (
@@ -57,6 +74,8 @@ SCHEDULE: tuple[tuple[float, str], ...] = (
 )
 SOAK_INGEST_ENV = {"INGEST_REFRESH_INTERVAL": "30"}
 PROGRESS_EVERY = 15.0
+#: Seconds the stack has, once the faults stop, to have every connection up and every coin fresh.
+RECOVERY_TIMEOUT = 120.0
 ALERT_POLL_EVERY = 3.0
 
 
@@ -82,8 +101,10 @@ class SoakRun:
 
     minutes: float
     events: list[tuple[float, str]] = field(default_factory=list)  # (elapsed s, what happened)
-    staleness_max: dict[str, float] = field(default_factory=dict)
+    staleness_max: dict[str, float] = field(default_factory=dict)  # finite samples only
+    staleness_absent: dict[str, int] = field(default_factory=dict)  # samples of +Inf (no stats in Redis)
     staleness_samples: int = 0
+    recovered: bool = True
     exporter_misses: int = 0
     ingest: ProcessTrack = field(default_factory=ProcessTrack)
     alert_states: dict[str, str] = field(default_factory=dict)  # name -> most advanced state seen
@@ -115,6 +136,8 @@ class SoakRun:
             out.append("no truth comparison")
         elif not self.truth.clean:
             out.append(f"truth: {self.truth.summary()}")
+        if not self.recovered:
+            out.append(f"not every connection up with fresh data {RECOVERY_TIMEOUT:.0f} s after the faults")
         if self.unexpected():
             out.append(f"unexpected alerts fired: {sorted(self.unexpected())}")
         done = {what.split(":")[0] for _, what in self.events}
@@ -151,7 +174,10 @@ def _observe(stack: Stack, run: SoakRun) -> None:
         return
     run.staleness_samples += 1
     for coin, age in sample.staleness.items():
-        run.staleness_max[coin] = max(run.staleness_max.get(coin, 0.0), age)
+        if math.isinf(age):
+            run.staleness_absent[coin] = run.staleness_absent.get(coin, 0) + 1
+        else:
+            run.staleness_max[coin] = max(run.staleness_max.get(coin, 0.0), age)
     run.reconnects = run.totals.add("reconnects", sample.values.get("bybit_ws_reconnects_total"))
     run.writes = run.totals.add("writes", sample.values.get("bybit_redis_writes_total"))
 
@@ -226,7 +252,12 @@ def _finish(stack: Stack, run: SoakRun, start: float) -> None:
     run.rate_limits_sent = int(counters.get("rate_limits_sent", 0))
     stack.simulator.clear_faults()
     run.note(elapsed(), "faults off; waiting for every connection and fresh data")
-    wait_until(lambda: stack.data_fresh(5.0), timeout=120, interval=0.5, what="a recovered stack")
+    try:
+        wait_until(lambda: stack.data_fresh(5.0), timeout=RECOVERY_TIMEOUT, interval=0.5,
+                   what="a recovered stack")
+    except AssertionError as exc:
+        run.recovered = False
+        run.note(elapsed(), f"NOT recovered: {exc}")
     run.truth = settle_and_compare(stack.simulator, stack.redis_client(), stack.options.coins)
     run.note(elapsed(), f"truth: {run.truth.summary()}")
     stats = stack.redis_client().hgetall(keys.STATS_GLOBAL)
@@ -247,6 +278,7 @@ def render(run: SoakRun, options: StackOptions) -> str:
     listed = 2000 if per_coin is None else per_coin * len(options.coins)
     pending_only = sorted(n for n, s in run.alert_states.items() if s != "firing")
     staleness = ", ".join(f"{c} {v:.1f} s" for c, v in sorted(run.staleness_max.items()))
+    absent = ", ".join(f"{c} {n}" for c, n in sorted(run.staleness_absent.items())) or "none"
     mean_cpu = 100 * track.cpu_total / (run.minutes * 60)
     lines = [
         f"{run.minutes:g} minutes, {len(options.coins)} coins, {listed:,} instruments, a push per symbol "
@@ -259,6 +291,7 @@ def render(run: SoakRun, options: StackOptions) -> str:
         f"{truth.symbols if truth else 0:,} symbols |",
         f"| corruption (wrong values, keys outside the layout) | {truth.corruption if truth else 'n/a'} |",
         f"| longest staleness per coin (exporter, sampled every 1 s) | {staleness} |",
+        f"| samples with no staleness (+Inf: no stats in Redis) of {run.staleness_samples} | {absent} |",
         f"| ingest reconnects (`ws_reconnects`, all pids) / connections the simulator accepted | "
         f"{run.reconnects:.0f} / {run.connections_total} |",
         f"| malformed frames / REST rate-limit answers sent | {run.malformed_sent:,} / "
@@ -271,6 +304,11 @@ def render(run: SoakRun, options: StackOptions) -> str:
         f"| alerts fired (Prometheus or webhook) | {', '.join(sorted(run.fired())) or 'none'} |",
         f"| alerts pending only | {', '.join(pending_only) or 'none'} |",
         f"| unexpected alerts | {', '.join(sorted(run.unexpected())) or 'none'} |",
+        "",
+        "Alerts the injected faults may raise (any other alert firing fails the soak):",
+        "",
+        *(f"- {fault}: {', '.join(f'`{a}`' for a in names) or 'none'} ({WHY_ALLOWED[fault]})"
+          for fault, names in ALLOWED.items()),
         "",
         "Events:",
         "",

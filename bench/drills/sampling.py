@@ -43,7 +43,7 @@ class ProcessTrack:
         self.rss_mib.append(rss / MIB)
         assert self._base is not None
         base_pid, base_wall, base_cpu = self._base
-        if now - base_wall >= self.window:
+        if now > base_wall and now - base_wall >= self.window:
             self.cpu_pct.append(100.0 * (cpu - base_cpu) / (now - base_wall))
             self._base = (base_pid, now, cpu)
 
