@@ -68,6 +68,18 @@ WHY_ALLOWED: dict[str, str] = {
     "ingest SIGKILL": "restarted within seconds, so the heartbeat with its 15 s TTL never goes "
                       "stale: nothing may fire",
 }
+#: What this drill found broken, fixed in the product (kept in the doc section on every run).
+FINDINGS = """Found by this drill and fixed in the product:
+
+- With drops every 45-60 s the ingest's reconnect delay doubled drop after drop (1, 2, 5, 10, 19,
+  41 s ... towards the 300 s cap): the attempt count reset only after 60 s of health, which these
+  connections never reached, so every drop cost minutes of data. Now each quarter of
+  `INGEST_BACKOFF_RESET_AFTER` spent healthy takes a step off (`ingest/reconnect.py`); a
+  connection dying within seconds still backs off.
+- A restarted ingest wrote `last_update` 0 before its first ticker, so every coin's staleness read
+  +Inf for ~2 s after each restart and `NoDataFlowing`/`CoinDataStale` went pending while Redis held
+  seconds-old data. Now `last_update` is written only once the process has written that coin
+  (`ingest/stats.py`)."""
 #: Fraction of the run at which each one-off event happens.
 SCHEDULE: tuple[tuple[float, str], ...] = (
     (0.20, "rest_limit_10006"), (0.40, "redis_restart"), (0.55, "rest_limit_429"), (0.70, "ingest_kill"),
@@ -313,6 +325,8 @@ def render(run: SoakRun, options: StackOptions) -> str:
         "Events:",
         "",
         *(f"- {t:.0f} s: {what}" for t, what in run.events),
+        "",
+        FINDINGS,
     ]
     return "\n".join(lines)
 
