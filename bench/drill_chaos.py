@@ -103,8 +103,11 @@ class Fault:
 
 
 FAULTS: tuple[Fault, ...] = (
+    # The first ping goes out on connect, so each connection dies a pong timeout after it is up,
+    # too soon to count as healthy: its backoff climbs to the cap and its symbols get data for
+    # seconds per reconnect. The data alerts catch that long before an hourly reconnect rate.
     Fault("no_pong", "the exchange stops answering application pings",
-          ("WebSocketReconnectsHigh", "WebSocketReconnectsBudgetBurnFast"),
+          ("CoinDataStale", "NoDataFlowing", "DataFreshnessBudgetBurnFast", "WebSocketReconnectsHigh"),
           lambda s: s.simulator.set_faults(no_pong=True), lambda s: s.simulator.clear_faults(),
           alert_window="1h"),
     Fault("silent_stream", "tickers stop; pings are still answered",
@@ -168,7 +171,7 @@ class Outcome:
         others = ", ".join(sorted(self.others)) or "-"
         recovered = secs(self.recovered_s)
         if self.recovered_s is not None and self.fault.alert_window:
-            recovered += f" (alert clears after its {self.fault.alert_window} window)"
+            recovered += f" (rate alerts clear after their windows, up to {self.fault.alert_window})"
         return (f"| {self.fault.name} | {by} | {secs(self.pending_s, True)} | {secs(self.firing_s, True)} | "
                 f"{recovered} | {lost} | {'yes' if self.notified else 'no'} | {others} | "
                 f"{self.verdict()} |")
