@@ -13,7 +13,7 @@ FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 # Dependencies change less often than code: a layer of their wheels first keeps rebuilds fast.
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY common ./common
 COPY ingest ./ingest
 COPY exporter ./exporter

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
 from dataclasses import dataclass
 
 from tests.servers import repo_root
@@ -134,3 +135,12 @@ def test_no_secret_or_credential_is_baked_into_the_image() -> None:
     for i in _instructions():
         if i.keyword in {"ENV", "ARG"}:
             assert not re.search(r"PASSWORD|SECRET|TOKEN|API_KEY", i.args, re.IGNORECASE), i.args
+
+
+def test_every_file_the_package_build_reads_is_copied_into_the_build() -> None:
+    # pip fails the image build when the readme or a license file named in pyproject is missing.
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    needed = {project["readme"], *project.get("license-files", [])}
+    copies = [i for i in _instructions() if i.stage == 0 and i.keyword == "COPY" and "--from" not in i.args]
+    copied = {source for i in copies for source in i.args.split()[:-1]}
+    assert needed <= copied, needed - copied
