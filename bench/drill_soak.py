@@ -48,7 +48,8 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "REST rate limits": ("RestRateLimited", "NewErrorType"),
     # A restart shorter than every scaled for: must raise nothing but the redis_error count
     # (and the young-Prometheus burn rates, see WHY_ALLOWED).
-    "Redis restart": ("NewErrorType", "IngestUptimeBudgetBurnSlow", "DataFreshnessBudgetBurnSlow"),
+    "Redis restart": ("NewErrorType", "IngestUptimeBudgetBurnFast", "IngestUptimeBudgetBurnSlow",
+                      "DataFreshnessBudgetBurnFast", "DataFreshnessBudgetBurnSlow"),
     # The supervisor restarts the ingest within seconds: the heartbeat never goes stale.
     "ingest SIGKILL": (),
 }
@@ -61,9 +62,9 @@ WHY_ALLOWED: dict[str, str] = {
                         "warning's exact case",
     "Redis restart": "counted as `redis_error`, a new type. The restarted Redis has no heartbeat and no "
                      "stats until the ingest's next write (< 1 s), so a scrape or two count as ingest "
-                     "down and data stale; the SLO tickets' windows (6 h, 3 d) hold only minutes of "
-                     "history in a drill, where two bad scrapes are ~1 % of the samples and burn the "
-                     "budget at > 1x (in production, with the windows full, they are < 0.2 %). The "
+                     "down and data stale; the burn-rate windows (5 m to 3 d) hold only minutes of "
+                     "history in a drill, where two bad scrapes are 1-5 % of the samples and burn the "
+                     "budget at 2-10x (in production, with the windows full, far less). The "
                      "threshold alerts (`RedisDown`, `IngestDown`, `NoDataFlowing`) must stay quiet",
     "ingest SIGKILL": "restarted within seconds, so the heartbeat with its 15 s TTL never goes "
                       "stale: nothing may fire",
