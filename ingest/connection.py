@@ -85,6 +85,7 @@ class Connection:
         self._draining: set[str] = set()  # removed symbols whose last frames may still arrive
         self._next_delay = 0.0
         self._last_data = 0.0
+        self._delivered = False  # the current socket delivered at least one ticker
         self._unanswered_ping_since: float | None = None
         self._stuck_reported = False
         self._last_error = errors.WS_CLOSED
@@ -154,7 +155,7 @@ class Connection:
                 await self._session(ws)
                 if self.stop.is_set():
                     break
-                self._next_delay = self.policy.failed()
+                self._next_delay = self.policy.failed(delivered=self._delivered)
                 self._log_failure("connection lost", self._last_error, self._last_detail)
                 try:
                     async with asyncio.timeout(self._next_delay):
@@ -178,6 +179,7 @@ class Connection:
         self.subs.on_connected()
         self._draining.clear()
         self._last_data = now
+        self._delivered = False
         self._unanswered_ping_since = None
         self._last_error, self._last_detail = errors.WS_CLOSED, ""
         self._close_recorded = False
@@ -228,6 +230,7 @@ class Connection:
                     coin = coin_of.get(frame.symbol)
                     if coin is not None:
                         self._last_data = clock()
+                        self._delivered = True
                         accept(frame, coin, now_ms)
                 else:
                     self._other(frame)

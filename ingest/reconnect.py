@@ -13,6 +13,14 @@ both answers, and it is testable with a fake clock and a fixed random source.
   spinning, while the seed's drops every 45-60 s keep the delay at the first steps. (The
   soak drill found that with a full reset only, each such drop doubled the delay up to
   the 300 s cap: minutes without data for that connection's symbols after every drop.)
+- Delivered data bounds the wait: a connection that delivered tickers before it died proved
+  that the exchange serves us; whatever killed it (pongs that never come back, a proxy's idle
+  cut), its next attempt waits at most ``2 ** DELIVERED_MAX_STEP`` s (+ jitter). The chaos
+  drill found that without this, a feed whose pongs are lost dies ~10 s after each connect,
+  never counts as healthy, and backs off to the 300 s cap: ~10 s of data every 5 minutes.
+  A connection that dies before any data still climbs to the cap; one that keeps dying
+  after data reconnects at most every ~8-10 s, far under Bybit's 500 connections per 5
+  minutes per IP.
 - Breaker: ``failures`` consecutive failures without an established connection open it
   for ``recovery`` seconds; then one half-open probe.
 - Never give up: past ``max_attempts`` the delay stays at the cap, and :attr:`stuck`
@@ -31,6 +39,8 @@ from ingest.breaker import CircuitBreaker, State
 
 #: Steps of the attempt count forgiven per ``reset_after`` of health (one per quarter of it).
 DECAY_STEPS: Final = 4
+#: After a connection that delivered data, the backoff resumes from at most this step (2**3 = 8 s).
+DELIVERED_MAX_STEP: Final = 3
 
 
 class ReconnectPolicy:
@@ -74,11 +84,11 @@ class ReconnectPolicy:
         """Seconds the current connection has been up (0 when none is)."""
         return 0.0 if self._established_at is None else self._clock() - self._established_at
 
-    def failed(self) -> float:
+    def failed(self, *, delivered: bool = False) -> float:
         """A connect attempt failed or an established connection died: the wait before the next one.
 
-        The wait is the larger of the backoff delay and the time until the breaker allows
-        a probe.
+        ``delivered``: the connection that died had delivered tickers. The wait is the larger
+        of the backoff delay and the time until the breaker allows a probe.
         """
         if self._established_at is not None:
             healthy = self._clock() - self._established_at
@@ -86,6 +96,8 @@ class ReconnectPolicy:
                 self.backoff.reset()
             else:
                 self.backoff.forgive(int(healthy * DECAY_STEPS / self.reset_after))
+            if delivered:
+                self.backoff.forgive(self.backoff.attempt - DELIVERED_MAX_STEP)
         self._established_at = None
         self.failures_since_established += 1
         self.breaker.record_failure()

@@ -306,3 +306,33 @@ def test_an_exhausted_window_on_a_success_waits_for_its_reset() -> None:
     assert rl.wait_time() == pytest.approx(1.5)
     clock.advance(1.5)
     assert rl.wait_time() == 0
+
+
+def test_a_connection_that_delivered_data_reconnects_within_the_first_steps_however_often_it_dies() -> None:
+    # The chaos drill's "no pong": each connection delivers tickers, then dies ~10 s later when
+    # its ping goes unanswered. Backing off to the 300 s cap would leave ~10 s of data per 5 min.
+    clock = FakeClock()
+    p = policy(clock)
+    delays = []
+    for _ in range(12):
+        p.established()
+        clock.advance(10)
+        delays.append(p.failed(delivered=True))
+    assert delays[:4] == pytest.approx([1.1, 2.2, 4.4, 8.8])
+    assert max(delays) == pytest.approx(8.8)  # 2**3 + 10 % jitter, never more
+
+
+def test_a_connection_that_died_before_any_data_still_climbs_to_the_cap() -> None:
+    clock = FakeClock()
+    p = policy(clock)
+    for _ in range(6):
+        p.established()
+        clock.advance(10)
+        p.failed(delivered=True)
+    delays = []
+    for _ in range(12):
+        p.established()
+        clock.advance(10)
+        delays.append(p.failed())
+    assert delays[0] == pytest.approx(17.6)  # climbs on from the step delivered data left it at (2**4)
+    assert delays[-1] == pytest.approx(330.0)  # then climbs as before: 300 s cap + 10 %
