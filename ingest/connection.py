@@ -50,6 +50,8 @@ log = logging.getLogger("ingest.connection")
 MESSAGE_TOO_BIG: Final = 1009  # close code websockets sends when a frame exceeds max_size
 _CLOSE_TIMEOUT: Final = 2.0
 _TICK: Final = 1.0  # the keeper's longest sleep when nothing is due
+#: Parked topics are retried this many times per refresh interval at first (then less often).
+PARKED_RETRIES_PER_REFRESH: Final = 5
 
 
 class DeadConnection(Exception):
@@ -277,6 +279,11 @@ class Connection:
         s = self.settings
         clock = self._clock
         next_request = next_ping = clock()
+        # Topics that ran out of subscribe retries are tried again on this socket, first after a
+        # fifth of the refresh interval, then at doubling intervals up to it (the chaos drill:
+        # waiting for the next refresh kept a rejected shard without data for up to 5 minutes).
+        parked_every = s.refresh_interval / PARKED_RETRIES_PER_REFRESH
+        next_parked = next_request + parked_every
         while True:
             if self.stop.is_set():
                 await ws.close()
@@ -289,6 +296,14 @@ class Connection:
                     next_request = now + s.subscribe_delay
             for result in self.subs.expire(now, s.ping_timeout):
                 self._report(result)
+            if now >= next_parked:
+                retried = self.subs.retry_parked()
+                if retried:
+                    log.info("subscribing parked topics again", extra={"conn": self.name, "topics": retried})
+                    parked_every = min(parked_every * 2, s.refresh_interval)
+                else:
+                    parked_every = s.refresh_interval / PARKED_RETRIES_PER_REFRESH
+                next_parked = now + parked_every
             if not self.open and self.subs.settled:
                 self._established()
             if now >= next_ping:
@@ -299,9 +314,13 @@ class Connection:
             if self._unanswered_ping_since is not None and now - self._unanswered_ping_since > s.ping_timeout:
                 silent_for = now - self._unanswered_ping_since
                 raise DeadConnection(errors.PONG_TIMEOUT, f"no pong for {silent_for:.1f}s")
-            if self.subs.confirmed and now - self._last_data > s.data_timeout:
+            if not self.subs.confirmed:
+                # Nothing subscribed, nothing to wait for: the data clock starts with the first
+                # confirmation (parked topics confirmed later must not look overdue at once).
+                self._last_data = now
+            elif now - self._last_data > s.data_timeout:
                 raise DeadConnection(errors.DATA_TIMEOUT, f"no ticker for {now - self._last_data:.1f}s")
-            deadlines = [next_ping, now + _TICK]
+            deadlines = [next_ping, now + _TICK, next_parked]
             if self._unanswered_ping_since is not None:
                 deadlines.append(self._unanswered_ping_since + s.ping_timeout)
             if self.subs.confirmed:

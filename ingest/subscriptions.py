@@ -15,7 +15,8 @@ matched to its request:
 A request rejected as a whole is split: its topics are queued again and the chunk
 size is halved (down to 1), since Bybit bounds requests and connections by size.
 Other failures are retried ``max_retries`` times (counted each time); then the topic
-is parked until the next reconnect or refresh (:meth:`retry_parked`). A request
+is parked until the next reconnect or refresh, or until the connection retries its parked
+topics (a fifth of the refresh interval, then doubling; :meth:`retry_parked`). A request
 whose answer does not come within the timeout counts as failed.
 """
 

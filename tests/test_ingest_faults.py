@@ -216,3 +216,24 @@ def test_discovery_that_fails_at_start_is_retried_until_the_exchange_answers(
     assert ingest.running
     sim.start()
     ingest.wait_for_data(symbols=30)
+
+
+def test_rejected_subscriptions_are_retried_on_the_socket_long_before_the_next_refresh(
+        redis_server: RedisServer, simulator_factory: SimFactory, ingest_factory: IngestFactory) -> None:
+    # Every subscribe is refused until the fault clears: the topics run out of retries and are
+    # parked. The refresh (every 60 s here) would retry them; the connection does so after 12 s.
+    sim = simulator_factory(instruments_per_coin=10, push_interval=0.2,
+                            extra_args=("--reject-subscribe-over", "0"))
+    ingest = ingest_factory(redis_url=redis_server.url, simulator=sim,
+                            env={"INGEST_REFRESH_INTERVAL": "60"})
+    wait_until(lambda: "parked=30" in ingest.log_text(), timeout=30,
+               what="every topic parked after its retries (the 'subscribed' line of the connection)")
+    assert errors_of(ingest, errors.SUBSCRIBE_FAILED) >= 30
+    assert counter(ingest, keys.F_SUBSCRIPTIONS) == 0
+    started = sim.state()["counters"]["connections_total"]
+    sim.clear_faults()
+    wait_until(lambda: counter(ingest, keys.F_SUBSCRIPTIONS) == 30, timeout=40,
+               what="every topic subscribed again, before the refresh at 60 s")
+    assert sim.state()["counters"]["connections_total"] == started, ingest.log_text()  # same sockets
+    assert "subscribing parked topics again" in ingest.log_text()
+    settle_and_compare(ingest, sim)
