@@ -116,6 +116,17 @@ CATALOGUE: Final[dict[str, tuple[AlertTemplate, ...]]] = {
                 "{{ $value | humanize }} WebSocket re-connections in the last hour (warning above "
                 "[[threshold]]/h): connections keep dropping, and each drop loses updates until it is back."),
             value="per_hour"),
+        # Found by the soak/chaos drills: staleness is per coin (its freshest option), so a
+        # connection that stays down while others carry the same coin hides behind their data.
+        AlertTemplate(
+            name="WebSocketConnectionDown", severity="warning", condition="ws_reconnects",
+            expr="max by (job) (bybit_ws_connections_desired - bybit_ws_connected) > [[threshold]]",
+            summary="A WebSocket connection of the shard plan has been down for [[for|duration]]",
+            description=(
+                "{{ $value }} of the ingest's WebSocket connections have not been up and subscribed for "
+                "[[for|duration]]: the option symbols of their shards get no updates, although each coin "
+                "can still look fresh through its other connections."),
+            value="number"),
         AlertTemplate(
             name="RedisMemoryHigh", severity="warning", condition="redis_memory",
             expr="job:bybit_redis_memory:ratio > [[threshold]]",
