@@ -10,12 +10,16 @@ skipped with the reason. No fake stands in for any of them.
 from __future__ import annotations
 
 import contextlib
+import http.server
+import json
+import logging
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -314,3 +318,75 @@ def python_env(**overrides: str) -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     env.update(overrides)
     return env
+
+
+_log = logging.getLogger("tests.webhook")
+
+
+class WebhookReceiver:
+    """Alertmanager's webhook target on loopback: an HTTP server thread keeping every notification.
+
+    Tests and drills read it to say which alerts reached a receiver (not only which fired in
+    Prometheus), through the project's real routing and inhibition.
+    """
+
+    def __init__(self) -> None:
+        self._notifications: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self.bad_requests = 0
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                try:
+                    doc = json.loads(body)
+                except ValueError as exc:
+                    with receiver._lock:
+                        receiver.bad_requests += 1
+                    _log.warning("webhook got a body that is not JSON: %s", exc)
+                    self.send_response(400)
+                else:
+                    with receiver._lock:
+                        receiver._notifications.append(doc)
+                    self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                """Quiet: the caller reports what it received."""
+
+        self._server = http.server.ThreadingHTTPServer((LOOPBACK, 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="webhook", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self._server.server_address[1]}/alertmanager"
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """Every alert of every notification so far, with the notification's receiver added."""
+        with self._lock:
+            return [{**alert, "receiver": n.get("receiver", "")}
+                    for n in self._notifications for alert in n.get("alerts", [])]
+
+    @property
+    def notifications(self) -> list[dict[str, Any]]:
+        """Every notification body received so far (a copy)."""
+        with self._lock:
+            return list(self._notifications)
+
+    def find(self, alertname: str, status: str) -> dict[str, Any] | None:
+        """The first alert notified as ``alertname`` with ``status``, if any."""
+        return next((a for a in self.alerts()
+                     if a["labels"]["alertname"] == alertname and a.get("status") == status), None)
+
+    def names(self, status: str = "firing") -> set[str]:
+        """Alert names notified with ``status`` (``firing`` or ``resolved``)."""
+        return {a["labels"]["alertname"] for a in self.alerts() if a.get("status") == status}

@@ -15,10 +15,8 @@ route; tickers resume; the webhook receives its resolution.
 from __future__ import annotations
 
 import datetime as dt
-import http.server
 import json
 import sys
-import threading
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -41,6 +39,7 @@ from tests.servers import (
     ManagedProcess,
     PrometheusServer,
     RedisServer,
+    WebhookReceiver,
     free_port,
     http_ok,
     python_env,
@@ -53,50 +52,6 @@ DURATION_SCALE = 1 / 30
 NO_DATA_SECONDS = 10
 #: How long a healthy stack is watched for alerts: longer than every scaled `for:` up to 10m.
 QUIET_SECONDS = 25
-
-
-class WebhookReceiver:
-    """Alertmanager's webhook target on loopback: records every notification POSTed to it."""
-
-    def __init__(self) -> None:
-        self.notifications: list[dict[str, Any]] = []
-        self._lock = threading.Lock()
-        receiver = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                with receiver._lock:
-                    receiver.notifications.append(json.loads(body))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                """Quiet: the test reports what it received."""
-
-        self._server = http.server.ThreadingHTTPServer((LOOPBACK, 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="webhook", daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://{LOOPBACK}:{self._server.server_address[1]}/alertmanager"
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-    def alerts(self) -> list[dict[str, Any]]:
-        """Every alert of every notification, with the notification's receiver added."""
-        with self._lock:
-            return [{**alert, "receiver": n["receiver"]} for n in self.notifications for alert in n["alerts"]]
-
-    def find(self, alertname: str, status: str) -> dict[str, Any] | None:
-        return next((a for a in self.alerts()
-                     if a["labels"]["alertname"] == alertname and a["status"] == status), None)
 
 
 def _query(prometheus: PrometheusServer, expr: str, at: float | None = None) -> list[dict[str, Any]]:

@@ -26,7 +26,6 @@ from typing import Any
 
 from bench.drills.observe import READ_ERRORS, ExporterSample, Prometheus, fresh, scrape_exporter
 from bench.drills.supervise import SupervisedProcess
-from bench.drills.webhook import WebhookReceiver
 from scripts.promconfig import (
     load_thresholds,
     write_local_alertmanager_config,
@@ -40,6 +39,7 @@ from tests.servers import (
     ManagedProcess,
     PrometheusServer,
     RedisServer,
+    WebhookReceiver,
     free_port,
     http_ok,
     python_env,
