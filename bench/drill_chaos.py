@@ -265,11 +265,27 @@ def _run_fault(fault: Fault, options: StackOptions, out: Outcome, *, detect_time
 
 
 #: What this drill found broken, fixed in the product (kept in the doc section on every run).
-FINDINGS = """Found by this drill and fixed in the product: with Alertmanager stopped no alert covered it
-(rules fired in Prometheus, no notification left). `AlertmanagerDown` (critical,
-`up{job="alertmanager"} == 0` for 2m) is now in prometheus/thresholds.yml and the generator, with
-promtool cases and docs/runbooks/AlertmanagerDown.md; it shows in Prometheus and on the dashboards
-and pages through an HA peer (the runbook recommends an external dead-man's switch)."""
+FINDINGS = """Found by this drill and fixed in the product:
+
+- With Alertmanager stopped no alert covered it (rules fired in Prometheus, no notification
+  left). `AlertmanagerDown` (critical, `up{job="alertmanager"} == 0` for 2m) is now in
+  prometheus/thresholds.yml and the generator, with promtool cases and
+  docs/runbooks/AlertmanagerDown.md; it shows in Prometheus and on the dashboards and pages
+  through an HA peer (the runbook recommends an external dead-man's switch).
+- No pong: each connection died a pong timeout after connecting, never counted as healthy, and
+  backed off to the 300 s cap: ~10 s of data per 5 minutes per connection, caught only by the
+  data alerts after ~13 min. A connection that delivered tickers now reconnects within 2**3 s
+  (ingest/reconnect.py): the data keeps flowing and the churn raises WebSocketReconnectsHigh.
+- Rejected subscriptions: parked topics waited for the next instrument refresh (~14 min
+  production-equivalent to recover). The connection now retries them after a fifth of the
+  refresh interval, and a late confirmation no longer trips the data timeout at once.
+- One connection down while others carry the same coin was invisible to the per-coin staleness
+  alerts: `WebSocketConnectionDown` (warning, connections of the shard plan not up for 5m).
+
+Left as is: with Redis full (noeviction) the ingest cannot write its heartbeat either, so
+IngestDown and NoDataFlowing page beside RedisMemoryCritical. Inhibiting them on
+RedisMemoryCritical (> 90 %) would also hide a real ingest crash while Redis is at 90-99 %,
+so the extra pages stay; the RedisMemoryCritical runbook names them as expected companions."""
 
 
 def render(outcomes: list[Outcome], options: StackOptions) -> str:
