@@ -13,7 +13,8 @@ matched to its request:
   topics, the request was rejected as a whole (too many args, args too long...).
 
 A request rejected as a whole is split: its topics are queued again and the chunk
-size is halved (down to 1), since Bybit bounds requests and connections by size.
+size is halved (down to 1), since Bybit bounds requests and connections by size; each
+request accepted whole doubles it again, up to its configured size.
 Other failures are retried ``max_retries`` times (counted each time); then the topic
 is parked until the next reconnect or refresh, or until the connection retries its parked
 topics (a fifth of the refresh interval, then doubling; :meth:`retry_parked`). A request
@@ -33,6 +34,8 @@ from ingest.frames import TOPIC_PREFIX, CommandAnswer, topics_named
 SUBSCRIBE: Final = "subscribe"
 UNSUBSCRIBE: Final = "unsubscribe"
 _MORE: Final = re.compile(r"\band \d+ more\b|\.\.\.")
+#: Seconds a request size rejected as a whole caps the chunk's regrowth (then it is probed again).
+SIZE_MEMORY: Final = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +78,8 @@ class Subscriptions:
             raise ValueError("chunk must be >= 1 and max_retries >= 0")
         self.name = name
         self.chunk = chunk
+        self.max_chunk = chunk
+        self._too_big: tuple[int, float] | None = None  # (smallest size rejected whole, when)
         self.max_retries = max_retries
         self.wanted: set[str] = set()
         self.confirmed: set[str] = set()
@@ -184,8 +189,11 @@ class Subscriptions:
                 self.confirmed.add(symbol)
                 result.confirmed.append(symbol)
         retry = [s for s in live if s in failed]
+        if whole and len(request.symbols) == 1:
+            self._too_big = None  # even one topic is refused: not a size limit
         if whole and len(request.symbols) > 1:
             # Rejected for its size: resend the same topics in smaller requests.
+            self._too_big = (len(request.symbols), request.sent_at)
             self.chunk = max(1, min(self.chunk, len(request.symbols) // 2))
             result.split = True
             for symbol in retry:
@@ -193,7 +201,24 @@ class Subscriptions:
             result.retrying = retry
             return result
         self._requeue(retry, attempts, result)
+        if not failed and not whole:
+            self._grow(request.sent_at)
         return result
+
+    def _grow(self, now: float) -> None:
+        """Accepted whole: double the chunk towards its configured size.
+
+        A split is a lesson about one moment, not forever (the chaos drill: after rejections
+        ended, a connection left at 1 topic per request took ~70 s to subscribe 700 topics, on
+        every reconnect after that). A size rejected in the last :data:`SIZE_MEMORY` seconds
+        is not tried again meanwhile, so a real limit costs one failed request per minute.
+        """
+        grown = min(self.max_chunk, self.chunk * 2)
+        if self._too_big is not None:
+            size, when = self._too_big
+            if now - when < SIZE_MEMORY:
+                grown = min(grown, size - 1)
+        self.chunk = max(self.chunk, grown)
 
     def _requeue(self, symbols: list[str], attempts: dict[str, int], result: Result) -> None:
         for symbol in symbols:

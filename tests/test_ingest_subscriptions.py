@@ -7,6 +7,7 @@ against each other without a socket.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import orjson
@@ -14,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ingest.frames import CommandAnswer, decode
-from ingest.subscriptions import SUBSCRIBE, UNSUBSCRIBE, Request, Subscriptions
+from ingest.subscriptions import SIZE_MEMORY, SUBSCRIBE, UNSUBSCRIBE, Request, Subscriptions
 from simulator import frames as sim_frames
 from simulator.subscriptions import SubscriptionBook
 
@@ -143,6 +144,45 @@ def test_a_request_rejected_as_a_whole_is_split_and_later_requests_are_smaller()
     again = s.next_request(0.0)
     assert again is not None
     assert len(again.symbols) == 10
+
+
+def test_requests_accepted_whole_grow_the_chunk_back_to_its_configured_size() -> None:
+    # The chaos drill: rejections halved the chunk to 1; once they ended, 700 topics went one per
+    # request (~70 s at 0.1 s apart), on that socket and every later one.
+    s = connected(syms(300), chunk=64)
+    while True:  # everything refused, down to a single topic
+        req = s.next_request(0.0)
+        assert req is not None
+        s.on_answer(op_answer(req, False, f"error:too many args in one request ({len(req.symbols)} > 0)"))
+        if len(req.symbols) == 1:
+            break
+    sizes = []
+    while (req := s.next_request(0.0)) is not None:
+        sizes.append(len(req.symbols))
+        s.on_answer(op_answer(req, True))
+    assert sizes[:7] == [1, 2, 4, 8, 16, 32, 64]
+    assert max(sizes) == s.chunk == 64
+    assert s.confirmed == set(syms(300))
+
+
+def test_a_real_size_limit_is_remembered_for_a_minute_then_probed_again() -> None:
+    s = connected(syms(400), chunk=32)
+    sent: list[tuple[float, int, bool]] = []
+    now = 0.0
+    while (req := s.next_request(now)) is not None:
+        accepted = len(req.symbols) <= 7  # the exchange's limit on one request
+        sent.append((now, len(req.symbols), accepted))
+        s.on_answer(op_answer(req, True) if accepted else
+                    op_answer(req, False, f"error:too many args in one request ({len(req.symbols)} > 7)"))
+        now += 1.0
+    assert s.confirmed == set(syms(400))
+    rejected = [(t, n) for t, n, ok in sent if not ok]
+    assert [n for _, n in rejected[:2]] == [32, 16]
+    # After learning, requests stay at the largest size that fits; a bigger one is tried again
+    # only once SIZE_MEMORY has passed since the last rejection.
+    later = [t for t, _ in rejected[2:]]
+    assert all(b - a >= SIZE_MEMORY for a, b in itertools.pairwise(later))
+    assert sum(1 for _, n, ok in sent if ok and n == 7) > 40
 
 
 def test_a_single_topic_rejected_as_a_whole_counts_an_attempt() -> None:
