@@ -278,7 +278,9 @@ FINDINGS = """Found by this drill and fixed in the product:
   (ingest/reconnect.py): the data keeps flowing and the churn raises WebSocketReconnectsHigh.
 - Rejected subscriptions: parked topics waited for the next instrument refresh (~14 min
   production-equivalent to recover). The connection now retries them after a fifth of the
-  refresh interval, and a late confirmation no longer trips the data timeout at once.
+  refresh interval, and a late confirmation no longer trips the data timeout at once. The
+  subscribe chunk, halved down to 1 topic per request by the rejections, now grows back on
+  accepted requests (it stayed at 1: ~70 s to resubscribe 700 topics, on every reconnect).
 - One connection down while others carry the same coin was invisible to the per-coin staleness
   alerts: `WebSocketConnectionDown` (warning, connections of the shard plan not up for 5m).
 
