@@ -31,6 +31,7 @@ LOOPBACK = "127.0.0.1"
 GRACE_SECONDS = 5.0
 LOG_MAX_BYTES = 10 * 1024 * 1024
 LOG_BACKUPS = 3
+PROBE_SECONDS = 30.0
 
 log = logging.getLogger("localstack")
 
@@ -53,6 +54,9 @@ class Service:
     argv: list[str]
     env: dict[str, str] = field(default_factory=dict)
     url: str = ""
+    #: Paths under ``url`` to print instead of it: once ``ready`` answers, the first that answers 200.
+    pages: tuple[str, ...] = ()
+    ready: str = ""
 
 
 class RestartPolicy:
@@ -179,6 +183,49 @@ class Supervisor:
         tmp.replace(self._state_file)
 
 
+async def shown_url(service: Service) -> str:
+    """The address to print for ``service``: the first of its ``pages`` that answers 200.
+
+    Prometheus' alerts page is not where the version installed says it is: Debian's
+    packages (2.x, built without the React UI) serve it only as /classic/alerts and answer
+    404 on /alerts; upstream 2.x builds (the compose image) and 3.x serve /alerts. So the
+    pages are probed once the service is ready, without following redirects. If none
+    answers within ``PROBE_SECONDS``, ``url`` itself is printed: every version redirects
+    its root to its UI.
+    """
+    import aiohttp
+
+    if not service.pages:
+        return service.url
+
+    async def status(session: aiohttp.ClientSession, path: str) -> int:
+        try:
+            async with session.get(service.url + path, allow_redirects=False) as resp:
+                return resp.status
+        except (aiohttp.ClientError, TimeoutError):
+            return 0
+
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(PROBE_SECONDS):
+                while service.ready and await status(session, service.ready) != 200:  # noqa: ASYNC110
+                    await asyncio.sleep(0.2)  # another process: only polling tells when it is ready
+                for path in service.pages:
+                    if await status(session, path) == 200:
+                        return service.url + path
+    log.warning("%s: none of %s answered; printing its root", service.name, ", ".join(service.pages))
+    return service.url
+
+
+async def announce(services: list[Service], var: Path) -> None:
+    """Print where each service answers, once the probed ones (see :func:`shown_url`) are up."""
+    urls = await asyncio.gather(*(shown_url(s) for s in services))
+    lines = [f"  {s.name:<13} {url}" for s, url in zip(services, urls, strict=True) if url]
+    with contextlib.suppress(OSError):  # a closed stdout must not take the running stack down
+        print("\n".join([*lines, f"  logs          {var / 'log'}/<service>.log",
+                          "Ctrl-C stops everything."]), flush=True)
+
+
 def port_in_use(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.settimeout(0.2)
@@ -243,7 +290,7 @@ def monitoring_services(args: argparse.Namespace, ports: Ports, var: Path) -> li
         prom_bin, f"--config.file={prom_yml}", f"--storage.tsdb.path={var / 'prometheus'}",
         f"--web.listen-address={LOOPBACK}:{ports.prometheus}", "--web.enable-lifecycle",
         "--storage.tsdb.retention.time=2d",
-    ], url=f"http://{LOOPBACK}:{ports.prometheus}/alerts"))
+    ], url=f"http://{LOOPBACK}:{ports.prometheus}", pages=("/alerts", "/classic/alerts"), ready="/-/ready"))
     out.append(Service("alertmanager", [
         am_bin, f"--config.file={am_yml}", f"--storage.path={var / 'alertmanager'}",
         f"--web.listen-address={LOOPBACK}:{ports.alertmanager}", "--cluster.listen-address=",
@@ -286,14 +333,13 @@ async def amain(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, supervisor.stop)
     print("Bybit options tracker, local stack (" + ("LIVE Bybit" if args.live else "simulator")
-          + "):")
-    for s in services:
-        if s.url:
-            print(f"  {s.name:<13} {s.url}")
-    print(f"  logs          {var / 'log'}/<service>.log\nCtrl-C stops everything.")
+          + "):", flush=True)
     if args.duration > 0:
         loop.call_later(args.duration, supervisor.stop)
-    await supervisor.run()
+    async with asyncio.TaskGroup() as tg:
+        listing = tg.create_task(announce(services, var))
+        await supervisor.run()
+        listing.cancel()
     print("stopped; restarts: " + ", ".join(f"{k}={v}" for k, v in supervisor.restarts.items()))
     return 0
 

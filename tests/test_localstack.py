@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -13,14 +14,35 @@ from typing import Any
 
 import pytest
 
-from scripts.localstack import RestartPolicy
-from tests.servers import free_port, python_env, repo_root, wait_until
+from scripts.localstack import Ports, RestartPolicy, monitoring_services, parse_args, shown_url
+from tests.servers import PrometheusServer, free_port, python_env, repo_root, wait_until
 
 
 def test_restart_policy_backs_off_on_crash_loops_and_forgives_healthy_runs() -> None:
     policy = RestartPolicy(first=1, cap=30, healthy_after=60)
     assert [policy.next_delay(ran_for=0.5) for _ in range(7)] == [1, 2, 4, 8, 16, 30, 30]
     assert policy.next_delay(ran_for=120) == 1
+
+
+def test_the_prometheus_page_the_local_stack_prints_answers_on_the_installed_prometheus(
+    tmp_path: Path,
+) -> None:
+    """Debian's prometheus 2.x answers 404 on /alerts (its UI is /classic/alerts); v3 has no /classic."""
+    config = tmp_path / "prometheus.yml"
+    config.write_text("global: {scrape_interval: 15s}\n")
+    server = PrometheusServer(tmp_path, config)
+    server.start()
+    try:
+        args = parse_args(["--var", str(tmp_path)])
+        services = monitoring_services(args, Ports(prometheus=server.port), tmp_path)
+        prometheus = next(s for s in services if s.name == "prometheus")
+        url = asyncio.run(shown_url(prometheus))
+        assert url.startswith(server.url + "/"), url
+        assert url.endswith("/alerts"), url
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            assert (resp.status, resp.url) == (200, url)
+    finally:
+        server.stop()
 
 
 def _get_json(url: str) -> Any:
