@@ -23,6 +23,7 @@ UNKNOWN_MESSAGE: Final = "unknown_message"  # valid JSON the router cannot place
 
 # Connection and upstream problems.
 SUBSCRIBE_FAILED: Final = "subscribe_failed"  # topics rejected by the exchange
+SUBSCRIBE_UNANSWERED: Final = "subscribe_unanswered"  # topics the exchange never answered (re-requested)
 PONG_TIMEOUT: Final = "pong_timeout"
 DATA_TIMEOUT: Final = "data_timeout"  # connected, pongs flowing, no data
 WS_CLOSED: Final = "ws_closed"  # the connection dropped
@@ -44,6 +45,7 @@ ERROR_TYPES: Final[tuple[str, ...]] = (
     FRAME_TOO_LARGE,
     UNKNOWN_MESSAGE,
     SUBSCRIBE_FAILED,
+    SUBSCRIBE_UNANSWERED,
     PONG_TIMEOUT,
     DATA_TIMEOUT,
     WS_CLOSED,

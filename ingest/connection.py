@@ -263,11 +263,12 @@ class Connection:
     def _report(self, result: Result) -> None:
         if not result.failed:
             return
-        self.counters.error(errors.SUBSCRIBE_FAILED)
-        allowed, suppressed = self._throttle.allow("subscribe_failed")
+        error_type = errors.SUBSCRIBE_UNANSWERED if result.unanswered else errors.SUBSCRIBE_FAILED
+        self.counters.error(error_type)
+        allowed, suppressed = self._throttle.allow(error_type)
         if allowed:
-            log.warning("subscribe failed", extra={
-                "conn": self.name, "error_type": errors.SUBSCRIBE_FAILED, "reason": result.reason[:200],
+            log.warning("subscribe unanswered" if result.unanswered else "subscribe failed", extra={
+                "conn": self.name, "error_type": error_type, "reason": result.reason[:200],
                 "confirmed": len(result.confirmed), "retrying": len(result.retrying),
                 "parked": len(result.parked), "split": result.split, "chunk": self.subs.chunk,
                 "suppressed": suppressed})
@@ -314,16 +315,19 @@ class Connection:
             if self._unanswered_ping_since is not None and now - self._unanswered_ping_since > s.ping_timeout:
                 silent_for = now - self._unanswered_ping_since
                 raise DeadConnection(errors.PONG_TIMEOUT, f"no pong for {silent_for:.1f}s")
-            if not self.subs.confirmed:
+            expecting = self._delivered or bool(self.subs.confirmed)
+            if not expecting:
                 # Nothing subscribed, nothing to wait for: the data clock starts with the first
-                # confirmation (parked topics confirmed later must not look overdue at once).
+                # ticker or the first confirmation, whichever comes first (parked topics confirmed
+                # later must not look overdue at once; an exchange whose answers we cannot read
+                # must not hide a silent stream: its tickers arm the clock).
                 self._last_data = now
             elif now - self._last_data > s.data_timeout:
                 raise DeadConnection(errors.DATA_TIMEOUT, f"no ticker for {now - self._last_data:.1f}s")
             deadlines = [next_ping, now + _TICK, next_parked]
             if self._unanswered_ping_since is not None:
                 deadlines.append(self._unanswered_ping_since + s.ping_timeout)
-            if self.subs.confirmed:
+            if expecting:
                 deadlines.append(self._last_data + s.data_timeout)
             if not self.subs.settled:
                 deadlines.append(next_request)

@@ -3,22 +3,28 @@
 The connection owns a *wanted* set of symbols (its shard). On every new socket all of
 them are subscribed again, in requests of at most ``chunk`` topics; while the socket
 lives, symbols added to or removed from the shard become subscribe/unsubscribe
-requests on that socket only. Every request carries a ``req_id`` and every answer is
-matched to its request:
+requests on that socket only. Answers are matched to what they answer by *topic*
+first, because that is what Bybit's option stream gives: its answers carry no
+``req_id``, ``op`` or ``ret_msg`` (docs 2023-2026 and live captures, see
+``tests/data/bybit/SOURCES.md``):
 
-- COMMAND_RESP form: ``successTopics`` are confirmed, ``failTopics`` failed;
-- "op" form: ``success: true`` confirms the whole request. ``success: false`` names the
-  failed topics in ``ret_msg`` when only some failed; a topic it calls "already
-  subscribed" is in fact subscribed. When ``ret_msg`` names none of the request's
-  topics, the request was rejected as a whole (too many args, args too long...).
+- COMMAND_RESP form (``successTopics``/``failTopics``): exactly the topics it lists are
+  confirmed or failed, whatever its ``req_id``; each is taken off the oldest request in
+  flight that holds it. Topics of a request the answer does not list stay waiting.
+- "op" form (no topic lists): matched by ``req_id`` when it has one, else to the oldest
+  request in flight on the socket. ``success: true`` confirms the whole request;
+  ``success: false`` names the failed topics in ``ret_msg`` when only some failed; a topic
+  it calls "already subscribed" is in fact subscribed. When ``ret_msg`` names none of the
+  request's topics, the request was rejected as a whole (too many args, args too long...).
 
 A request rejected as a whole is split: its topics are queued again and the chunk
 size is halved (down to 1), since Bybit bounds requests and connections by size; each
 request accepted whole doubles it again, up to its configured size.
 Other failures are retried ``max_retries`` times (counted each time); then the topic
 is parked until the next reconnect or refresh, or until the connection retries its parked
-topics (a fifth of the refresh interval, then doubling; :meth:`retry_parked`). A request
-whose answer does not come within the timeout counts as failed.
+topics (a fifth of the refresh interval, then doubling; :meth:`retry_parked`). Topics
+still unanswered after the timeout are queued again and reported as *unanswered*, a
+failure of their own (counted once per request, apart from topics the exchange refused).
 """
 
 from __future__ import annotations
@@ -62,12 +68,23 @@ class Result:
     parked: list[str] = field(default_factory=list)  # gave up until the next reconnect/refresh
     split: bool = False  # the request was rejected as a whole and will be resent smaller
     failed: bool = False  # the request did not fully succeed (counted as subscribe_failed)
+    unanswered: bool = False  # no answer within the timeout (counted as subscribe_unanswered)
     reason: str = ""
 
 
-def _symbols_of(topics: Iterable[str]) -> set[str]:
+@dataclass(slots=True)
+class _InFlight:
+    """A request on the wire and those of its symbols no answer has spoken of yet."""
+
+    request: Request
+    open: set[str]
+    failed: bool = False
+
+
+def _ordered_symbols(topics: Iterable[str]) -> list[str]:
+    """Symbols of ``tickers.*`` topics, in the answer's order, each once."""
     n = len(TOPIC_PREFIX)
-    return {t[n:] for t in topics if t.startswith(TOPIC_PREFIX)}
+    return list(dict.fromkeys(t[n:] for t in topics if t.startswith(TOPIC_PREFIX)))
 
 
 class Subscriptions:
@@ -86,7 +103,8 @@ class Subscriptions:
         self.parked: set[str] = set()
         self._to_subscribe: dict[str, int] = {}  # symbol -> attempts so far (ordered)
         self._to_unsubscribe: dict[str, None] = {}
-        self._in_flight: dict[str, Request] = {}
+        self._in_flight: dict[str, _InFlight] = {}  # by req_id, oldest first
+        self._holders: dict[str, list[str]] = {}  # symbol -> req_ids of requests holding it, oldest first
         self._seq = itertools.count(1)
         self.connected = False
 
@@ -128,6 +146,7 @@ class Subscriptions:
         self.confirmed.clear()
         self.parked.clear()
         self._in_flight.clear()
+        self._holders.clear()
         self._to_unsubscribe.clear()
         self._to_subscribe = dict.fromkeys(sorted(self.wanted), 0)
 
@@ -135,6 +154,7 @@ class Subscriptions:
         self.connected = False
         self.confirmed.clear()
         self._in_flight.clear()
+        self._holders.clear()
         self._to_subscribe.clear()
         self._to_unsubscribe.clear()
 
@@ -165,7 +185,9 @@ class Subscriptions:
         else:
             return None
         request = Request(f"{self.name}-{next(self._seq)}", op, tuple(batch), now, attempts)
-        self._in_flight[request.req_id] = request
+        self._in_flight[request.req_id] = _InFlight(request, set(batch))
+        for symbol in batch:
+            self._holders.setdefault(symbol, []).append(request.req_id)
         return request
 
     @staticmethod
@@ -173,10 +195,117 @@ class Subscriptions:
         return dict(zip(request.symbols, request.attempts, strict=True))
 
     def on_answer(self, answer: CommandAnswer) -> Result | None:
-        """Apply an answer; None when it matches no request of this socket (e.g. a stale one)."""
-        request = self._in_flight.pop(answer.req_id, None) if answer.req_id is not None else None
-        if request is None:
+        """Apply an answer; None when it speaks of nothing this socket asked for (e.g. a stale one)."""
+        if answer.success_topics or answer.fail_topics:
+            return self._on_topics(answer)
+        entry = self._match(answer.req_id)
+        if entry is None:
             return None
+        self._close(entry)
+        return self._on_request(entry, answer)
+
+    def _match(self, req_id: str | None) -> _InFlight | None:
+        """The request an answer without topic lists is for: by ``req_id``, else the oldest."""
+        if req_id:
+            return self._in_flight.get(req_id)
+        return next(iter(self._in_flight.values()), None)
+
+    def _close(self, entry: _InFlight) -> None:
+        req_id = entry.request.req_id
+        self._in_flight.pop(req_id, None)
+        for symbol in entry.open:
+            holders = self._holders.get(symbol)
+            if holders is not None and req_id in holders:
+                holders.remove(req_id)
+                if not holders:
+                    del self._holders[symbol]
+        entry.open.clear()
+
+    def _take(self, symbol: str) -> _InFlight | None:
+        """Answer ``symbol`` on the oldest request in flight holding it (closed when it was its last)."""
+        holders = self._holders.get(symbol)
+        if not holders:
+            return None
+        req_id = holders.pop(0)
+        if not holders:
+            del self._holders[symbol]
+        entry = self._in_flight[req_id]
+        entry.open.discard(symbol)
+        if not entry.open:
+            del self._in_flight[req_id]
+        return entry
+
+    def _on_topics(self, answer: CommandAnswer) -> Result | None:
+        """A COMMAND_RESP answer: exactly the topics it lists, on whichever requests hold them."""
+        result = Result(reason=answer.ret_msg)
+        ok_topics = _ordered_symbols(answer.success_topics or ())
+        good_set = set(ok_topics)
+        bad_topics = [s for s in _ordered_symbols(answer.fail_topics or ()) if s not in good_set]
+        already = {s for s, clause in _named(answer.ret_msg, set(bad_topics)).items()
+                   if "already" in clause.lower()}
+        spoken: dict[str, tuple[_InFlight, list[str], list[str]]] = {}
+        matched = False
+        for symbol, good in [(s, True) for s in ok_topics] + [(s, False) for s in bad_topics]:
+            entry = self._take(symbol)
+            if entry is None:
+                matched |= self._unsolicited(symbol, good or symbol in already, result)
+                continue
+            matched = True
+            _, oks, fails = spoken.setdefault(entry.request.req_id, (entry, [], []))
+            (oks if good or symbol in already else fails).append(symbol)
+        for entry, oks, refused in spoken.values():
+            request = entry.request
+            if request.op == UNSUBSCRIBE:
+                self.confirmed.difference_update(oks)
+                self.confirmed.difference_update(refused)
+                result.failed |= bool(refused)
+                continue
+            attempts = self._attempts(request)
+            self._confirm(oks, result)
+            fails = [s for s in refused if s not in self.confirmed and s in self.wanted]
+            whole = (not answer.success and not oks and len(fails) == len(request.symbols) > 1
+                     and not _named(answer.ret_msg, set(fails)))
+            if whole:
+                self._split(request, fails, attempts, result)
+            else:
+                self._requeue(fails, attempts, result)
+            entry.failed |= bool(fails)
+            result.failed |= bool(fails)
+            if request.req_id not in self._in_flight and not entry.failed:
+                self._grow(request.sent_at)
+        return result if matched else None
+
+    def _unsolicited(self, symbol: str, good: bool, result: Result) -> bool:
+        """A topic no request in flight holds (a late answer after a timeout): True if it is ours.
+
+        A confirmation is the truth about the socket, late or not; a failure of a topic already
+        confirmed is a repeat answered "already subscribed" and changes nothing.
+        """
+        if symbol not in self.wanted:
+            return False
+        if good and symbol not in self.confirmed:
+            self._to_subscribe.pop(symbol, None)
+            self._confirm([symbol], result)
+        return good or symbol in self.confirmed
+
+    def _confirm(self, symbols: Iterable[str], result: Result) -> None:
+        for symbol in symbols:
+            if symbol in self.wanted and symbol not in self.confirmed:
+                self.confirmed.add(symbol)
+                result.confirmed.append(symbol)
+
+    def _split(self, request: Request, symbols: list[str], attempts: dict[str, int], result: Result) -> None:
+        """Rejected for its size: resend the same topics in smaller requests (no attempt counted)."""
+        self._too_big = (len(request.symbols), request.sent_at)
+        self.chunk = max(1, min(self.chunk, len(request.symbols) // 2))
+        result.split = True
+        for symbol in symbols:
+            self._to_subscribe[symbol] = attempts[symbol]
+        result.retrying.extend(symbols)
+
+    def _on_request(self, entry: _InFlight, answer: CommandAnswer) -> Result:
+        """An "op" form answer, for the whole of one request."""
+        request = entry.request
         if request.op == UNSUBSCRIBE:
             self.confirmed.difference_update(request.symbols)
             return Result(failed=not answer.success, reason=answer.ret_msg)
@@ -184,21 +313,12 @@ class Subscriptions:
         ok, failed, whole = self._interpret(request, answer)
         result = Result(failed=bool(failed), reason=answer.ret_msg)
         live = [s for s in request.symbols if s in self.wanted]
-        for symbol in live:
-            if symbol in ok:
-                self.confirmed.add(symbol)
-                result.confirmed.append(symbol)
+        self._confirm([s for s in live if s in ok], result)
         retry = [s for s in live if s in failed]
         if whole and len(request.symbols) == 1:
             self._too_big = None  # even one topic is refused: not a size limit
         if whole and len(request.symbols) > 1:
-            # Rejected for its size: resend the same topics in smaller requests.
-            self._too_big = (len(request.symbols), request.sent_at)
-            self.chunk = max(1, min(self.chunk, len(request.symbols) // 2))
-            result.split = True
-            for symbol in retry:
-                self._to_subscribe[symbol] = attempts[symbol]
-            result.retrying = retry
+            self._split(request, retry, attempts, result)
             return result
         self._requeue(retry, attempts, result)
         if not failed and not whole:
@@ -232,18 +352,8 @@ class Subscriptions:
 
     @staticmethod
     def _interpret(request: Request, answer: CommandAnswer) -> tuple[set[str], set[str], bool]:
-        """(confirmed, failed, rejected-as-a-whole) for the request's symbols."""
+        """(confirmed, failed, rejected-as-a-whole) for the request's symbols, from an "op" answer."""
         mine = set(request.symbols)
-        if answer.success_topics is not None or answer.fail_topics is not None:
-            ok = _symbols_of(answer.success_topics or ()) & mine
-            failed = (_symbols_of(answer.fail_topics or ()) & mine) - ok
-            rest = mine - ok - failed
-            if answer.success:
-                ok |= rest
-            else:
-                failed |= rest
-            whole = not answer.success and not ok and not _named(answer.ret_msg, mine)
-            return ok, failed, whole and len(failed) > 1
         if answer.success:
             return mine, set(), False
         named = _named(answer.ret_msg, mine)
@@ -258,18 +368,18 @@ class Subscriptions:
         return mine - failed, failed, False
 
     def expire(self, now: float, timeout: float) -> list[Result]:
-        """Requests unanswered for ``timeout`` seconds count as failed and are retried."""
+        """Requests with topics unanswered for ``timeout`` seconds: those topics are queued again."""
         results = []
-        for req_id, request in list(self._in_flight.items()):
+        for entry in list(self._in_flight.values()):
+            request = entry.request
             if now - request.sent_at < timeout:
                 continue
-            del self._in_flight[req_id]
-            if request.op == UNSUBSCRIBE:
-                results.append(Result(failed=True, reason="no answer"))
-                continue
-            attempts = self._attempts(request)
-            result = Result(failed=True, reason="no answer")
-            self._requeue([s for s in request.symbols if s in self.wanted], attempts, result)
+            unanswered = [s for s in request.symbols if s in entry.open]
+            self._close(entry)
+            result = Result(failed=True, unanswered=True, reason="no answer")
+            if request.op == SUBSCRIBE:
+                live = [s for s in unanswered if s in self.wanted and s not in self.confirmed]
+                self._requeue(live, self._attempts(request), result)
             results.append(result)
         return results
 

@@ -1,7 +1,9 @@
 """One ingest connection against a scripted Bybit-like WebSocket server (in-process, real sockets).
 
 The server records what the client sends and how it closes, which the simulator does not expose:
-the exact request shapes, the application ping, and the close code at shutdown.
+the exact request shapes, the application ping, and the close code at shutdown. It answers as
+Bybit's option stream does (captures in tests/data/bybit/): subscribe answers in the COMMAND_RESP
+form with no ``req_id``, ``op`` or ``ret_msg``, and pongs as ``{"args": ["<ms>"], "op": "pong"}``.
 """
 
 from __future__ import annotations
@@ -43,11 +45,13 @@ class Exchange:
             msg = orjson.loads(raw)
             self.received.append(msg)
             if msg.get("op") == "ping":
-                pong = {"req_id": msg.get("req_id"), "op": "pong", "args": ["1"]}
+                pong = {"args": [str(int(time.time() * 1000))], "op": "pong"}
                 await ws.send(orjson.dumps(pong).decode())
             elif msg.get("op") == "subscribe":
-                await ws.send(orjson.dumps({"success": True, "ret_msg": "", "conn_id": "c",
-                                            "req_id": msg["req_id"], "op": "subscribe"}).decode())
+                await ws.send(orjson.dumps({
+                    "success": True, "conn_id": "cb5e5a8e-5b2a-4a0e-8d1b-3f0f6f3c2d11",
+                    "data": {"failTopics": [], "successTopics": msg["args"]},
+                    "type": "COMMAND_RESP"}).decode())
         self.close_codes.append(ws.close_code)
 
     async def push(self, mark: str) -> None:
@@ -147,3 +151,64 @@ async def test_a_connection_the_server_drops_is_reopened_and_resubscribed(
     assert [m["op"] for m in ex.received].count("subscribe") == 2
     assert running.conn.subs.confirmed == {SYMBOL}
     assert running.counters.errors["ws_closed"] == 1
+
+
+async def test_a_healthy_feed_answered_without_req_ids_counts_no_error(
+        exchange: tuple[Exchange, str], running: Running) -> None:
+    ex, _ = exchange
+    await until(lambda: running.conn.open)
+    await until(lambda: sum(m.get("op") == "ping" for m in ex.received) >= 3)
+    for mark in ("1.5", "1.6"):
+        await ex.push(mark)
+    await until(lambda: running.counters.messages == 2)
+    assert running.conn.subs.confirmed == {SYMBOL}
+    assert dict(running.counters.errors) == {}
+
+
+async def test_a_stream_that_goes_silent_while_pongs_flow_is_dropped_after_the_data_timeout(
+        exchange: tuple[Exchange, str], running: Running) -> None:
+    ex, _ = exchange
+    await until(lambda: running.conn.open)
+    await ex.push("1.5")
+    await until(lambda: running.counters.messages == 1)
+    silent_from = time.monotonic()
+    await until(lambda: running.counters.errors.get("data_timeout", 0) == 1, within=10.0)
+    waited = time.monotonic() - silent_from
+    assert waited > 4.5  # INGEST_DATA_TIMEOUT is 5 s here (and caught within 10 s); pongs kept flowing
+    assert "pong_timeout" not in running.counters.errors
+
+
+async def test_tickers_arm_the_data_timeout_even_when_no_answer_can_be_read(
+        exchange: tuple[Exchange, str]) -> None:
+    """An exchange whose answers match nothing we know must not hide a silent stream."""
+    ex, url = exchange
+    counters = Counters(coins=("BTC",))
+    coalescer = Coalescer()
+    sink = TickerSink(coalescer=coalescer, counters=counters, lag=LagHistogram())
+    stop = asyncio.Event()
+    conn = Connection(0, settings=settings(url), sink=sink, counters=counters, coin_of={SYMBOL: "BTC"},
+                      stop=stop)
+    conn.add([SYMBOL])
+
+    async def unreadable(ws: ServerConnection) -> None:
+        ex.sockets.append(ws)
+        async for raw in ws:
+            if orjson.loads(raw).get("op") == "ping":
+                await ws.send(orjson.dumps({"args": ["1"], "op": "pong"}).decode())
+            # subscribe requests get no answer at all
+
+    port = free_port()
+    async with serve(unreadable, LOOPBACK, port):
+        conn.settings = settings(f"ws://{LOOPBACK}:{port}/v5/public/option")
+        task = asyncio.create_task(conn.run())
+        try:
+            await until(lambda: bool(ex.sockets))
+            await ex.push("1.5")
+            await until(lambda: counters.messages == 1)
+            assert not conn.subs.confirmed
+            await until(lambda: counters.errors.get("data_timeout", 0) == 1, within=10.0)
+            assert counters.errors.get("subscribe_unanswered", 0) >= 1
+            assert "subscribe_failed" not in counters.errors
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 5)

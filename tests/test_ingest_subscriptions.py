@@ -325,3 +325,138 @@ def test_the_subscribe_request_is_what_bybit_documents() -> None:
     assert req is not None
     wire = orjson.loads(orjson.dumps({"req_id": req.req_id, "op": req.op, "args": req.args}))
     assert wire == {"req_id": "ws0-1", "op": "subscribe", "args": topics(syms(2))}
+
+
+# --- answers as Bybit's option stream really sends them: no req_id, no op, no ret_msg -----------
+
+def bybit_resp(ok: list[str] | tuple[str, ...], failed: list[str] | tuple[str, ...] = ()) -> CommandAnswer:
+    """The COMMAND_RESP form of Bybit's docs and live captures, decoded by the real decoder."""
+    raw = orjson.dumps({"success": not failed, "conn_id": "d0b7b4c4-2a5a-4d8b-9d9c-1f3c2a4f5e6d",
+                        "data": {"failTopics": topics(list(failed)), "successTopics": topics(list(ok))},
+                        "type": "COMMAND_RESP"})
+    answer = decode(raw, owned=set(), now_ms=0)
+    assert isinstance(answer, CommandAnswer)
+    assert answer.req_id is None
+    return answer
+
+
+def test_an_answer_without_req_id_confirms_exactly_the_topics_it_lists() -> None:
+    s = connected(syms(25), chunk=10)
+    reqs = [s.next_request(0.0) for _ in range(3)]
+    assert all(r is not None for r in reqs)
+    result = s.on_answer(bybit_resp(syms(25)[:10]))
+    assert result is not None
+    assert not result.failed
+    assert s.confirmed == set(syms(25)[:10])
+    assert s.in_flight == 2
+    for start, end in ((10, 20), (20, 25)):
+        assert s.on_answer(bybit_resp(syms(25)[start:end])) is not None
+    assert s.confirmed == set(syms(25))
+    assert s.settled
+
+
+def test_one_answer_may_confirm_topics_of_several_requests() -> None:
+    s = connected(syms(6), chunk=3)
+    assert s.next_request(0.0) is not None
+    assert s.next_request(0.0) is not None
+    result = s.on_answer(bybit_resp(syms(6)[2:5]))  # the end of one request, the start of the next
+    assert result is not None
+    assert sorted(result.confirmed) == sorted(syms(6)[2:5])
+    assert s.in_flight == 2
+    s.on_answer(bybit_resp([syms(6)[0], syms(6)[1], syms(6)[5]]))
+    assert s.settled
+    assert s.confirmed == set(syms(6))
+
+
+def test_topics_an_answer_never_speaks_of_are_retried_and_reported_unanswered_once() -> None:
+    s = connected(syms(4))
+    req = s.next_request(0.0)
+    assert req is not None
+    s.on_answer(bybit_resp(syms(4)[:3]))
+    assert s.expire(5.0, 10.0) == []
+    results = s.expire(10.0, 10.0)
+    assert len(results) == 1
+    assert results[0].unanswered
+    assert results[0].failed
+    assert results[0].retrying == syms(4)[3:]
+    again = s.next_request(11.0)
+    assert again is not None
+    assert again.symbols == tuple(syms(4)[3:])
+    assert s.confirmed == set(syms(4)[:3])
+
+
+def test_a_failed_topic_without_req_id_is_retried_and_the_rest_confirmed() -> None:
+    s = connected(syms(3))
+    assert s.next_request(0.0) is not None
+    result = s.on_answer(bybit_resp(syms(3)[:2], syms(3)[2:]))
+    assert result is not None
+    assert result.failed
+    assert not result.unanswered
+    assert not result.split
+    assert result.retrying == syms(3)[2:]
+    assert s.confirmed == set(syms(3)[:2])
+    retry = s.next_request(1.0)
+    assert retry is not None
+    assert retry.symbols == tuple(syms(3)[2:])
+
+
+def test_an_op_form_answer_without_req_id_answers_the_oldest_request_in_flight() -> None:
+    s = connected(syms(4), chunk=2)
+    first, second = s.next_request(0.0), s.next_request(0.0)
+    assert first is not None
+    assert second is not None
+    docs_form = decode(orjson.dumps({"success": True, "ret_msg": "", "conn_id": "c", "req_id": "",
+                                     "op": "subscribe"}), owned=set(), now_ms=0)
+    assert isinstance(docs_form, CommandAnswer)
+    s.on_answer(docs_form)
+    assert s.confirmed == set(first.symbols)
+    s.on_answer(docs_form)
+    assert s.confirmed == set(syms(4))
+    assert s.settled
+    assert s.on_answer(docs_form) is None  # nothing in flight: an answer to nothing
+
+
+def test_a_late_confirmation_after_the_timeout_still_counts_and_a_repeat_refusal_is_harmless() -> None:
+    s = connected(syms(2))
+    assert s.next_request(0.0) is not None
+    s.expire(10.0, 10.0)  # both re-queued
+    late = s.on_answer(bybit_resp(syms(2)))
+    assert late is not None
+    assert s.confirmed == set(syms(2))
+    assert s.next_request(11.0) is None  # nothing left to resend
+    s2 = connected(syms(1))
+    assert s2.next_request(0.0) is not None
+    s2.expire(10.0, 10.0)
+    resent = s2.next_request(11.0)
+    assert resent is not None
+    s2.on_answer(bybit_resp(syms(1)))  # the first request's answer, late
+    repeat = s2.on_answer(bybit_resp([], syms(1)))  # the resend: "already subscribed"
+    assert repeat is not None
+    assert not repeat.failed
+    assert s2.confirmed == set(syms(1))
+    assert s2.settled
+
+
+def test_an_unsubscribe_answered_without_req_id_drops_the_topics() -> None:
+    s = connected(syms(3))
+    assert s.next_request(0.0) is not None
+    s.on_answer(bybit_resp(syms(3)))
+    s.remove(syms(1))
+    unsub = s.next_request(1.0)
+    assert unsub is not None
+    assert unsub.op == UNSUBSCRIBE
+    result = s.on_answer(bybit_resp(syms(1)))
+    assert result is not None
+    assert not result.failed
+    assert s.confirmed == set(syms(3)[1:])
+    assert s.settled
+
+
+def test_a_whole_request_refused_without_req_id_is_split() -> None:
+    s = connected(syms(8), chunk=8)
+    req = s.next_request(0.0)
+    assert req is not None
+    result = s.on_answer(bybit_resp([], syms(8)))
+    assert result is not None
+    assert result.split
+    assert s.chunk == 4
