@@ -1,11 +1,20 @@
 """Instrument discovery over Bybit's REST API, paced by its rate-limit answers.
 
 ``GET /v5/market/instruments-info?category=option&baseCoin=<COIN>&limit=<n>`` for each
-coin, following ``nextPageCursor`` until it is empty (market/instrument). Only
-``status == "Trading"`` instruments whose symbol is well-formed (:mod:`common.symbols`)
-and of the requested coin are kept. ``retCode != 0`` is an error even with HTTP 200;
-rate-limit answers (retCode 10006/10018, HTTP 403, HTTP 429) go through
-:class:`~ingest.ratelimit.RestRateLimiter` and the call is retried after its pause.
+coin, following ``nextPageCursor`` until it is empty, missing or null (market/instrument).
+
+The cursor is opaque and Bybit hands it out already percent-encoded (``0%2C500``,
+``first%3DBIOUSDT%26last%3DBIOUSDT``): it goes back in the query string exactly as received, as
+Bybit's own SDK sends it. Encoding it again (``0%252C500``) is a different cursor to the exchange.
+
+For options Bybit lists ``PreLaunch``, ``Trading`` and ``Delivering`` instruments by default.
+``Trading`` and ``Delivering`` ones are streamed (a delivering option still quotes until it is
+delivered, and its last ticker is what users ask for); ``PreLaunch`` ones are left for the refresh
+that sees them trading, so no topic sits silent and stale. ``ONLINE`` is the pre-launch (2022) V5
+docs' name for trading. Kept symbols must also be well-formed (:mod:`common.symbols`) and of the
+requested coin. ``retCode != 0`` is an error even with HTTP 200 (``retMsg`` is shown, never
+interpreted: its wording varies); rate-limit answers (retCode 10006/10018, HTTP 403, HTTP 429) go
+through :class:`~ingest.ratelimit.RestRateLimiter` and the call is retried after its pause.
 
 :class:`Discovery` runs the loop: at start it retries with backoff until every coin
 is known (streaming the coins already known meanwhile) — a worker that cannot reach
@@ -17,11 +26,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable, Mapping
 from typing import Any, Final
+from urllib.parse import quote
 
 import aiohttp
 import orjson
+from yarl import URL
 
 from common import errors
 from common.logs import LogThrottle
@@ -35,6 +47,20 @@ log = logging.getLogger("ingest.discovery")
 INSTRUMENTS_PATH: Final = "/v5/market/instruments-info"
 MAX_PAGES: Final = 1000  # 1,000 pages of 1,000 instruments: far past any real listing
 MAX_RATE_LIMITED_RETRIES: Final = 50  # per call; then the call fails (and discovery retries later)
+#: Instrument statuses whose tickers are streamed (see the module docstring).
+STREAMED_STATUSES: Final = frozenset({"Trading", "Delivering", "ONLINE"})
+#: Text that may go into a query string as it is: unreserved and sub-delimiter characters other than
+#: the ones that would split the query (``&``, ``=``, ``+``, ``#``), and complete ``%XX`` escapes.
+_QUERY_SAFE: Final = re.compile(r"(?:[A-Za-z0-9\-._~!$'()*,;:@/?]|%[0-9A-Fa-f]{2})*")
+
+
+def query_value(value: str) -> str:
+    """``value`` as it goes into the query string: unchanged when it is already URL-safe.
+
+    Bybit's cursors arrive percent-encoded and must go back byte for byte; anything else (a raw
+    ``&`` or space, a lone ``%``) is percent-encoded so it cannot change the query's structure.
+    """
+    return value if _QUERY_SAFE.fullmatch(value) else quote(value, safe="")
 
 
 class RestError(Exception):
@@ -59,7 +85,7 @@ class InstrumentsClient:
         self._throttle = LogThrottle(period=30.0, burst=3)
 
     async def symbols(self, coin: str) -> set[str]:
-        """Every ``Trading`` symbol of ``coin``."""
+        """Every streamed (trading or delivering) symbol of ``coin``."""
         found: set[str] = set()
         cursor = ""
         seen: set[str] = set()
@@ -83,7 +109,7 @@ class InstrumentsClient:
         raise RestError(errors.REST_ERROR, f"more than {MAX_PAGES} pages")
 
     def _take(self, coin: str, item: object, found: set[str]) -> None:
-        if not isinstance(item, dict) or item.get("status") != "Trading":
+        if not isinstance(item, dict) or item.get("status") not in STREAMED_STATUSES:
             return
         parsed = parse_symbol(item.get("symbol"))
         if parsed is None or parsed.base != coin:
@@ -105,8 +131,9 @@ class InstrumentsClient:
                 await asyncio.sleep(wait)
             self.counters.rest_requests += 1
             try:
-                url = self.base_url + path
-                async with self.session.get(url, params=params, timeout=self.timeout) as resp:
+                query = "&".join(f"{name}={query_value(value)}" for name, value in params.items())
+                url = URL(f"{self.base_url}{path}?{query}", encoded=True)
+                async with self.session.get(url, timeout=self.timeout) as resp:
                     body = await resp.read()
                     status, headers = resp.status, resp.headers
             except (aiohttp.ClientError, TimeoutError) as exc:

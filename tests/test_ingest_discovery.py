@@ -14,6 +14,7 @@ from common import errors
 from ingest.discovery import Discovery, InstrumentsClient, RestError
 from ingest.ratelimit import RestRateLimiter
 from ingest.stats import Counters
+from tests.bybit_corpus import load
 from tests.fixtures_simulator import SimulatorHandle
 from tests.servers import LOOPBACK, free_port
 
@@ -86,10 +87,12 @@ class Scripted:
         self.answers: list[tuple[int, Any]] = []
         self.default: tuple[int, Any] = (200, {"retCode": 0, "result": {"list": [], "nextPageCursor": ""}})
         self.calls: list[dict[str, str]] = []
+        self.raw_queries: list[str] = []  # as sent on the wire, before any decoding
         self.failing_coins: set[str] = set()
 
     async def handle(self, request: web.Request) -> web.Response:
         self.calls.append(dict(request.query))
+        self.raw_queries.append(request.rel_url.raw_query_string)
         if request.query.get("baseCoin") in self.failing_coins:
             return web.Response(status=502, text="bad gateway")
         status, body = self.answers.pop(0) if self.answers else self.default
@@ -123,20 +126,84 @@ def item(symbol: Any, status: str = "Trading") -> dict[str, Any]:
     return {"symbol": symbol, "status": status, "baseCoin": "BTC"}
 
 
-async def test_only_trading_well_formed_symbols_of_the_coin_are_kept(
+async def test_only_streamable_well_formed_symbols_of_the_coin_are_kept(
         session: aiohttp.ClientSession, scripted: tuple[Scripted, str]) -> None:
+    """Trading and Delivering instruments are streamed; PreLaunch (not quoting yet) and Closed are not."""
     script, url = scripted
     script.answers = [
         page([item("BTC-27DEC26-100000-C"), item("BTC-27DEC26-90000-P", "PreLaunch"), item("*"),
               item("../x"), item(None), item("ETH-27DEC26-4000-C"), "not an object"], "c1"),  # type: ignore[list-item]
-        page([item("BTC-3JAN27-95000-P-USDT"), item("BTC-27DEC26-80000-C", "Delivering")]),
+        page([item("BTC-3JAN27-95000-P-USDT"), item("BTC-27DEC26-80000-C", "Delivering"),
+              item("BTC-27DEC26-70000-C", "Closed"), item("BTC-27DEC26-60000-C", "Settling")]),
     ]
     counters = Counters(coins=("BTC",))
     found = await client(session, url, counters).symbols("BTC")
-    assert found == {"BTC-27DEC26-100000-C", "BTC-3JAN27-95000-P-USDT"}
+    assert found == {"BTC-27DEC26-100000-C", "BTC-3JAN27-95000-P-USDT", "BTC-27DEC26-80000-C"}
     assert counters.errors[errors.BAD_SYMBOL] == 4
     assert script.calls[0] == {"category": "option", "baseCoin": "BTC", "limit": "1000"}
     assert script.calls[1]["cursor"] == "c1"
+
+
+def corpus_page(name: str) -> tuple[int, Any]:
+    return 200, load(name)
+
+
+async def test_a_percent_encoded_cursor_goes_back_unchanged(
+        session: aiohttp.ClientSession, scripted: tuple[Scripted, str]) -> None:
+    """Bybit's cursors are already percent-encoded (live capture ``0%2C500``); Bybit's SDK sends them
+    back byte for byte. Encoding them again (``0%252C500``) would ask for a different page."""
+    script, url = scripted
+    script.answers = [corpus_page("rest_instruments_option_page_roq"),
+                      page([item("BTC-27DEC26-100000-C")], "first%3DBIOUSDT%26last%3DBIOUSDT"),
+                      corpus_page("rest_instruments_option_docs_2023")]
+    found = await client(session, url, Counters(coins=("BTC",))).symbols("BTC")
+    assert script.raw_queries[1] == "category=option&baseCoin=BTC&limit=1000&cursor=0%2C500"
+    assert script.raw_queries[2].endswith("&cursor=first%3DBIOUSDT%26last%3DBIOUSDT")
+    assert script.calls[1]["cursor"] == "0,500"  # what the exchange reads after its one decoding
+    assert "BTC-29SEP23-80000-C" in found
+    assert "BTC-27DEC26-100000-C" in found
+
+
+@pytest.mark.parametrize(("cursor", "sent"), [("a&b=c", "a%26b%3Dc"), ("50%", "50%25"),
+                                              ("x y+z", "x%20y%2Bz"), ("abc123==", "abc123%3D%3D")])
+async def test_a_cursor_that_is_not_url_safe_is_encoded_so_it_cannot_break_the_query(
+        session: aiohttp.ClientSession, scripted: tuple[Scripted, str], cursor: str, sent: str) -> None:
+    script, url = scripted
+    script.answers = [page([], cursor)]
+    await client(session, url, Counters(coins=("BTC",))).symbols("BTC")
+    assert script.raw_queries[1].endswith(f"&cursor={sent}")
+    assert script.calls[1]["cursor"] == cursor
+
+
+@pytest.mark.parametrize("last", [None, "", "missing"])
+async def test_a_null_empty_or_missing_cursor_ends_the_listing(
+        session: aiohttp.ClientSession, scripted: tuple[Scripted, str], last: str | None) -> None:
+    script, url = scripted
+    final: dict[str, Any] = {"retCode": 0, "retMsg": "OK",
+                             "result": {"category": "option", "list": [item("BTC-27DEC26-100000-C")]}}
+    if last != "missing":
+        final["result"]["nextPageCursor"] = last
+    script.answers = [page([], "c1"), (200, final)]
+    script.default = (500, "must not be called")
+    found = await client(session, url, Counters(coins=("BTC",))).symbols("BTC")
+    assert found == {"BTC-27DEC26-100000-C"}
+    assert len(script.calls) == 2
+
+
+@pytest.mark.parametrize(("name", "coin", "symbols"), [
+    ("rest_instruments_option_docs_2022", "ETH", {"ETH-31MAR23-30000-C"}),  # status "ONLINE", cursor "0%2C1"
+    ("rest_instruments_option_docs_2023", "ETH", {"ETH-3JAN23-1250-P"}),
+    ("rest_instruments_option_usdt_docs", "BTC", {"BTC-27MAR26-70000-P-USDT"}),
+    ("rest_instruments_option_page_roq", "BTC", {"BTC-29SEP23-80000-C", "BTC-29SEP23-80000-P"}),
+])
+async def test_every_captured_instruments_page_is_read(
+        session: aiohttp.ClientSession, scripted: tuple[Scripted, str], name: str, coin: str,
+        symbols: set[str]) -> None:
+    script, url = scripted
+    script.answers = [corpus_page(name)]
+    counters = Counters(coins=(coin,))
+    assert await client(session, url, counters).symbols(coin) == symbols
+    assert counters.errors.get(errors.BAD_SYMBOL, 0) == 0
 
 
 async def test_a_repeating_cursor_is_an_error_not_an_endless_loop(
