@@ -26,6 +26,7 @@ from api.openapi import openapi_document
 from api.refresher import Refresher
 from api.store import Store, make_redis
 from common.config import Settings
+from common.redisconn import sentinel_target
 
 log = logging.getLogger("api")
 
@@ -72,7 +73,8 @@ async def _security_headers(_request: web.Request, response: web.StreamResponse)
 
 def build_app(settings: Settings) -> web.Application:
     """The API application; its Redis client is closed on shutdown."""
-    redis = make_redis(settings.redis_url, timeout=settings.api_redis_timeout)
+    redis = make_redis(settings.redis_url, timeout=settings.api_redis_timeout,
+                       sentinel=sentinel_target(settings, replica=settings.api_read_replicas))
     ctx = ApiContext(settings=settings, store=Store(redis, timeout=settings.api_redis_timeout),
                      metrics=ApiMetrics())
     app = web.Application(middlewares=[metrics_middleware(ctx.metrics), errors_middleware(ctx)])

@@ -17,13 +17,14 @@ import math
 from collections.abc import Sequence
 from typing import Any, Final
 
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from common import keys
+from common.redisconn import SentinelTarget, connection_pool
 from common.symbols import parse_symbol
 
 #: Connections the API may hold; concurrent fetches of different coins and /readyz share them.
@@ -42,10 +43,10 @@ class RedisUnavailable(Exception):
         self.detail = detail
 
 
-def make_redis(url: str, *, timeout: float) -> Redis:
+def make_redis(url: str, *, timeout: float, sentinel: SentinelTarget | None = None) -> Redis:
     """A client without hidden retries; a burst of reads queues for a connection within its timeout."""
-    pool = BlockingConnectionPool.from_url(
-        url, max_connections=MAX_CONNECTIONS, timeout=None, decode_responses=True,
+    pool = connection_pool(
+        url, sentinel, blocking=True, max_connections=MAX_CONNECTIONS, timeout=None, decode_responses=True,
         socket_connect_timeout=timeout, socket_timeout=None, retry=Retry(NoBackoff(), 0),
         health_check_interval=0,
     )

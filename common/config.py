@@ -40,7 +40,10 @@ class Settings:
     """Every knob of the stack. Components read the fields they need."""
 
     # --- shared --------------------------------------------------------------
-    redis_url: str = _knob("REDIS_URL", "redis://localhost:6379/0", "Redis holding options, indexes and stats.")
+    redis_url: str = _knob("REDIS_URL", "redis://localhost:6379/0", "Redis holding options, indexes and stats. With REDIS_SENTINELS set, only its database, credentials and scheme (rediss:// for TLS) are used.")
+    redis_sentinels: str = _knob("REDIS_SENTINELS", "", "Redis Sentinel addresses (host:port,...). Set: every component asks them for the current primary and follows a failover by itself. Empty: REDIS_URL is used as is.")
+    redis_sentinel_service: str = _knob("REDIS_SENTINEL_SERVICE", "tracker", "The name the sentinels monitor (sentinel monitor <name> ...).")
+    redis_sentinel_password: str = _knob("REDIS_SENTINEL_PASSWORD", "", "Password of the sentinels themselves (requirepass in sentinel.conf); the data nodes' password goes in REDIS_URL.")
     coins: tuple[str, ...] = _knob("BYBIT_COINS", ("BTC", "ETH", "SOL"), "Base coins to track (comma list). Also the bounded set of `coin` label values.")
     log_level: str = _knob("LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR.")
     log_format: str = _knob("LOG_FORMAT", "json", "`json` (one object per line, for log shippers) or `text` (logfmt-like, for humans).")
@@ -93,6 +96,7 @@ class Settings:
     api_cache_ttl: float = _knob("API_CACHE_TTL", 1.0, "Seconds one Redis read of a coin serves all requests for it.")
     api_stale_max: float = _knob("API_STALE_MAX", 30.0, "Seconds a cached answer may still be served (marked stale) while Redis fails.")
     api_redis_timeout: float = _knob("API_REDIS_TIMEOUT", 1.0, "Seconds the API waits for Redis before answering 503.")
+    api_read_replicas: bool = _knob("API_READ_REPLICAS", False, "With REDIS_SENTINELS: read options from replicas (round robin) instead of the primary. Replicas lag the primary by milliseconds; /readyz still judges the data's age.")
     api_ready_max_staleness: float = _knob("API_READY_MAX_STALENESS", 60.0, "Data older than this (s) makes /readyz answer 503.")
 
 
@@ -125,7 +129,22 @@ def _parse_value(name: str, env: str, raw: Any, default: Any) -> Any:
         raise ConfigError(f"{env} ({name}) must be a {kind}, got {raw!r}") from exc
 
 
+def parse_sentinels(raw: str) -> tuple[tuple[str, int], ...]:
+    """``"host:port,host:port"`` as addresses; a :class:`ConfigError` naming the knob on bad input."""
+    out: list[tuple[str, int]] = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        host, sep, port = item.rpartition(":")
+        host = host.strip("[]")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"REDIS_SENTINELS: {item!r} is not host:port")
+        out.append((host, int(port)))
+    return tuple(dict.fromkeys(out))
+
+
 def _validate(s: Settings) -> None:
+    parse_sentinels(s.redis_sentinels)
     positive = [f.name for f in dataclasses.fields(s) if isinstance(getattr(s, f.name), int | float)
                 and not isinstance(getattr(s, f.name), bool)]
     for name in positive:

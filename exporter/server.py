@@ -22,6 +22,7 @@ from prometheus_client.exposition import choose_encoder
 
 from common.config import Settings
 from common.logs import LogThrottle
+from common.redisconn import sentinel_target
 from exporter.collector import ScrapeContext, SnapshotCollector
 from exporter.snapshot import BAD_VALUE, RESPONSE, RedisUnavailable, SnapshotReader, make_redis
 
@@ -79,7 +80,8 @@ def build_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[ERRORS] = Counter()
     app[THROTTLE] = LogThrottle(period=60.0, burst=3)
-    redis = make_redis(settings.redis_url, timeout=settings.exporter_redis_timeout)
+    redis = make_redis(settings.redis_url, timeout=settings.exporter_redis_timeout,
+                       sentinel=sentinel_target(settings))
     app[READER] = SnapshotReader(redis, coins=settings.coins, timeout=settings.exporter_redis_timeout)
 
     async def close_redis(_app: web.Application) -> None:

@@ -17,13 +17,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from common import keys
+from common.redisconn import SentinelTarget, connection_pool
 
 #: Connections one exporter may hold: concurrent scrapes (Prometheus HA pairs, a person
 #: with curl) share them; a scrape that cannot get one waits inside its own timeout.
@@ -74,14 +75,14 @@ class Snapshot:
     refused: tuple[str, ...] = ()
 
 
-def make_redis(url: str, *, timeout: float) -> Redis:
+def make_redis(url: str, *, timeout: float, sentinel: SentinelTarget | None = None) -> Redis:
     """A client that fails fast and never retries behind the caller's back.
 
     The blocking pool makes a burst of scrapes queue for a connection instead of failing
     with "too many connections"; the caller's ``asyncio.timeout`` bounds that wait.
     """
-    pool = BlockingConnectionPool.from_url(
-        url, max_connections=MAX_CONNECTIONS, timeout=None, decode_responses=True,
+    pool = connection_pool(
+        url, sentinel, blocking=True, max_connections=MAX_CONNECTIONS, timeout=None, decode_responses=True,
         socket_connect_timeout=timeout, socket_timeout=None, retry=Retry(NoBackoff(), 0),
         health_check_interval=0,
     )

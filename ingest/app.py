@@ -22,6 +22,7 @@ from typing import Final
 import aiohttp
 
 from common.config import Settings
+from common.redisconn import sentinel_target
 from ingest.coalescer import Coalescer
 from ingest.discovery import Discovery, InstrumentsClient
 from ingest.lag import LagHistogram
@@ -58,7 +59,7 @@ async def main(settings: Settings, *, stop: asyncio.Event | None = None) -> None
     pressure = MemoryPressure(threshold_bytes=settings.memory_pressure_bytes,
                               ratio=settings.memory_pressure_ratio, normal_ttl=settings.option_ttl,
                               pressure_ttl=settings.option_ttl_pressure)
-    redis = make_redis(settings.redis_url, timeout=REDIS_TIMEOUT)
+    redis = make_redis(settings.redis_url, timeout=REDIS_TIMEOUT, sentinel=sentinel_target(settings))
     store = Store(redis, timeout=REDIS_TIMEOUT)
     writer = Writer(store=store, coalescer=coalescer, counters=counters, pressure=pressure,
                     flush_interval=settings.flush_interval, retry_max=settings.redis_retry_max)

@@ -25,6 +25,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
 from common import keys
+from common.redisconn import SentinelTarget, connection_pool
 
 
 class RedisUnavailable(Exception):
@@ -40,17 +41,18 @@ class ServerInfo:
     maxmemory: int
 
 
-def make_redis(url: str, *, timeout: float) -> Redis:
+def make_redis(url: str, *, timeout: float, sentinel: SentinelTarget | None = None) -> Redis:
     """A client that fails fast: no hidden retries (the writer owns the retry policy).
 
     Reads have no socket timeout of their own: every call here is wrapped in
     ``asyncio.timeout``, once per batch rather than once per reply.
     """
-    return Redis.from_url(
-        url, socket_connect_timeout=timeout, socket_timeout=None, socket_keepalive=True,
-        retry=Retry(NoBackoff(), 0), health_check_interval=0, decode_responses=False,
-        max_connections=8,
+    pool = connection_pool(
+        url, sentinel, blocking=False, socket_connect_timeout=timeout, socket_timeout=None,
+        socket_keepalive=True, retry=Retry(NoBackoff(), 0), health_check_interval=0,
+        decode_responses=False, max_connections=8,
     )
+    return Redis(connection_pool=pool)
 
 
 class Store:
