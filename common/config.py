@@ -82,6 +82,7 @@ class Settings:
     option_ttl_pressure: int = _knob("INGEST_OPTION_TTL_PRESSURE", 21600, "Seed: TTL (s) under memory pressure (6 h).")
     memory_pressure_bytes: int = _knob("INGEST_MEMORY_PRESSURE_BYTES", 419430400, "Seed: Redis used_memory (400 MB) above which the short TTL applies when Redis has no maxmemory.")
     memory_pressure_ratio: float = _knob("INGEST_MEMORY_PRESSURE_RATIO", 0.7, "Fraction of Redis maxmemory above which the short TTL applies (when maxmemory is set).")
+    monotonic_writes: bool = _knob("INGEST_MONOTONIC_WRITES", False, "Write each ticker through a Redis Function that skips it when the stored exchange ts is newer, atomically. Required when two ingest replicas write the same Redis (HA): an older ticker can then never replace a newer one. Costs a Lua call per write (docs/BENCHMARKS.md).")
     redis_retry_max: float = _knob("INGEST_REDIS_RETRY_MAX", 5.0, "Longest pause (s) between attempts to reach Redis while it is down.")
 
     # --- exporter ------------------------------------------------------------------

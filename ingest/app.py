@@ -62,7 +62,8 @@ async def main(settings: Settings, *, stop: asyncio.Event | None = None) -> None
     redis = make_redis(settings.redis_url, timeout=REDIS_TIMEOUT, sentinel=sentinel_target(settings))
     store = Store(redis, timeout=REDIS_TIMEOUT)
     writer = Writer(store=store, coalescer=coalescer, counters=counters, pressure=pressure,
-                    flush_interval=settings.flush_interval, retry_max=settings.redis_retry_max)
+                    flush_interval=settings.flush_interval, retry_max=settings.redis_retry_max,
+                    monotonic=settings.monotonic_writes)
     sink = TickerSink(coalescer=coalescer, counters=counters, lag=lag)
     pool = Pool(settings=settings, sink=sink, counters=counters, stop=stop, grace=CLOSE_GRACE)
     reporter = Reporter(store=store, writer=writer, counters=counters, lag=lag, pressure=pressure,

@@ -85,3 +85,40 @@ def expire(key: str, seconds: int) -> bytes:
 
 def sadd(key: str, members: Iterable[str]) -> bytes:
     return command("SADD", key, *members)
+
+
+#: The Redis Functions library that makes ticker writes monotonic (``INGEST_MONOTONIC_WRITES``):
+#: a write whose exchange ``ts`` is older than the stored one is skipped, atomically, inside Redis.
+#: Two ingest replicas writing the same symbols can then never replace a newer ticker with an
+#: older one, whatever order their batches arrive in. Equal ``ts`` overwrites (the same frame).
+LIBRARY_NAME: Final = "bybit_tracker"
+PUT_TICKER: Final = "bybit_tracker_put_ticker"
+LIBRARY: Final = f"""#!lua name={LIBRARY_NAME}
+local function put_ticker(keys, args)
+  local stored = redis.call('HGET', keys[1], '{keys.F_OPTION_TS}')
+  if stored and tonumber(stored) > tonumber(args[1]) then
+    return 0
+  end
+  redis.call('HSET', keys[1], unpack(args, 3))
+  redis.call('EXPIRE', keys[1], args[2])
+  return 1
+end
+redis.register_function{{function_name='{PUT_TICKER}', callback=put_ticker}}
+"""
+_FCALL_HEAD: Final = _bulk(b"FCALL") + _bulk(PUT_TICKER.encode()) + _bulk(b"1")
+_HSET_HEAD_LEN: Final = len(_HSET)
+
+
+def guarded(hset: bytes, ts: int, ttl: int) -> bytes:
+    """The ``HSET`` of :func:`hset_ticker` as ``FCALL put_ticker 1 key ts ttl <field value>...``.
+
+    Spliced from the rendered command (header, key bulk, pairs) rather than rendered again, so the
+    guard costs one bytes join per write on top of the script's run in Redis.
+    """
+    count_end = hset.index(b"\r\n")
+    count = int(hset[1:count_end])
+    key_start = count_end + 2 + _HSET_HEAD_LEN
+    key_len_end = hset.index(b"\r\n", key_start)
+    key_end = key_len_end + 2 + int(hset[key_start + 1:key_len_end]) + 2
+    return b"".join((b"*%d\r\n" % (count + 4), _FCALL_HEAD, hset[key_start:key_end],
+                     _bulk(b"%d" % ts), _bulk(b"%d" % ttl), hset[key_end:]))

@@ -112,6 +112,17 @@ class Store:
             raise RedisUnavailable(repr(exc)) from exc
         return result
 
+    async def load_library(self, code: str) -> None:
+        """``FUNCTION LOAD REPLACE``: the library is replicated to replicas like any write."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self.redis.function_load(code, replace=True)
+        except ResponseError as exc:
+            raise RedisUnavailable(f"FUNCTION LOAD refused: {exc}") from exc
+        except (RedisError, OSError, TimeoutError) as exc:
+            await self._drop_idle()
+            raise RedisUnavailable(repr(exc)) from exc
+
     async def ping(self) -> None:
         try:
             async with asyncio.timeout(self.timeout):

@@ -5,6 +5,12 @@ writes, in one round trip: per symbol ``HSET option:{SYMBOL}`` (Bybit's fields a
 received, plus ``ts`` and ``recv_ts``) and ``EXPIRE`` (the TTL in force), one ``SADD``
 per coin for symbols not yet in its index, and the deletions of delivered symbols.
 
+With ``monotonic`` (``INGEST_MONOTONIC_WRITES``, for two ingest replicas on one Redis) each
+ticker goes through the Redis Function of :data:`ingest.resp.LIBRARY` instead of HSET+EXPIRE:
+Redis skips a ticker older than the one it holds, so replicas cannot undo each other's newer
+writes. The library is (re)loaded before the first write and after every resync, since a
+restarted Redis (or a freshly promoted one without it) may not have it.
+
 When Redis is unreachable the batch goes back to the coalescer (which keeps only the
 newest ticker per symbol, so memory stays bounded), the writer stops trying every
 flush and probes Redis with a growing pause (up to ``redis_retry_max``). When Redis
@@ -41,7 +47,7 @@ class Writer:
     """Owns what Redis should hold and gets it there."""
 
     def __init__(self, *, store: Store, coalescer: Coalescer, counters: Counters, pressure: MemoryPressure,
-                 flush_interval: float, retry_max: float,
+                 flush_interval: float, retry_max: float, monotonic: bool = False,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
         self.coalescer = coalescer
@@ -49,6 +55,8 @@ class Writer:
         self.pressure = pressure
         self.flush_interval = flush_interval
         self.retry_max = retry_max
+        self.monotonic = monotonic
+        self._library_loaded = False
         self._clock = clock
         self.indexed: dict[str, set[str]] = {}  # coin -> symbols known to be in its index
         self._to_delete: dict[str, str] = {}  # delivered symbol -> coin, until Redis has it gone
@@ -73,6 +81,7 @@ class Writer:
         """Redis lost its data (restart): write the whole state again, indexes included."""
         self.coalescer.mark_all_dirty()
         self.indexed.clear()
+        self._library_loaded = False
         log.warning("rewriting the whole state to Redis", extra={
             "reason": reason, "symbols": len(self.coalescer)})
 
@@ -118,6 +127,9 @@ class Writer:
                      deletes: Mapping[str, str]) -> list[tuple[str, Entry]]:
         """One round trip; returns the entries whose commands Redis refused."""
         ttl = self.pressure.ttl
+        if self.monotonic and not self._library_loaded:
+            await self.store.load_library(resp.LIBRARY)
+            self._library_loaded = True
         commands: list[bytes] = []
         if deletes:
             commands.append(resp.command("DEL", *(keys.option_key(s) for s in deletes)))
@@ -127,10 +139,14 @@ class Writer:
             commands.extend(resp.command("SREM", keys.coin_index_key(c), *s) for c, s in by_coin.items())
         first_ticker = len(commands)
         new_in_index: dict[str, list[str]] = {}
-        expire, prefix = resp.expire, keys.OPTION_PREFIX
+        expire, prefix, guarded = resp.expire, keys.OPTION_PREFIX, resp.guarded
+        stride = 1 if self.monotonic else 2
         for symbol, entry in batch:
-            commands.append(entry.command)
-            commands.append(expire(prefix + symbol, ttl))
+            if self.monotonic:
+                commands.append(guarded(entry.command, entry.ts, ttl))
+            else:
+                commands.append(entry.command)
+                commands.append(expire(prefix + symbol, ttl))
             index = self.indexed.get(entry.coin)
             if index is None or symbol not in index:
                 new_in_index.setdefault(entry.coin, []).append(symbol)
@@ -142,6 +158,8 @@ class Writer:
         refused = {i for i, r in enumerate(results) if r is not None}
         if refused:
             first = results[min(refused)]
+            if self.monotonic and any("function not found" in str(results[i]).lower() for i in refused):
+                self._library_loaded = False  # Redis lost it (flushed, restarted): load it again
             self.counters.error(errors.REDIS_ERROR, len(refused))
             allowed, suppressed = self._throttle.allow("refused")
             if allowed:
@@ -152,8 +170,8 @@ class Writer:
         latest: dict[str, float] = {}
         written = 0
         for n, (symbol, entry) in enumerate(batch):
-            i = first_ticker + 2 * n
-            if i in refused or i + 1 in refused:
+            i = first_ticker + stride * n
+            if i in refused or i + stride - 1 in refused:
                 failed.append((symbol, entry))
                 continue
             written += 1
