@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up everything the stack and its tests need, idempotently and quickly when already done:
-#   - Debian packages redis-server, redis-sentinel, prometheus (+promtool), prometheus-alertmanager (+amtool)
+#   - Debian packages redis-server, redis-sentinel, haproxy, prometheus (+promtool), prometheus-alertmanager (+amtool)
 #   - a virtualenv in .venv with the project and its dev dependencies
 # Re-running it does nothing that is already done (a stamp records the installed pyproject).
 set -euo pipefail
@@ -11,6 +11,7 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 need_pkgs=()
 command -v redis-server >/dev/null 2>&1 || need_pkgs+=(redis-server)
 command -v redis-sentinel >/dev/null 2>&1 || need_pkgs+=(redis-sentinel)  # Redis HA (REDIS_SENTINELS)
+command -v haproxy >/dev/null 2>&1 || need_pkgs+=(haproxy)  # load balancer of the HA API replicas
 { command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; } || need_pkgs+=(prometheus)
 { command -v prometheus-alertmanager >/dev/null 2>&1 || command -v alertmanager >/dev/null 2>&1; } \
   && command -v amtool >/dev/null 2>&1 || need_pkgs+=(prometheus-alertmanager)
