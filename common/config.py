@@ -43,7 +43,6 @@ class Settings:
     redis_url: str = _knob("REDIS_URL", "redis://localhost:6379/0", "Redis holding options, indexes and stats. With REDIS_SENTINELS set, only its database, credentials and scheme (rediss:// for TLS) are used.")
     redis_sentinels: str = _knob("REDIS_SENTINELS", "", "Redis Sentinel addresses (host:port,...). Set: every component asks them for the current primary and follows a failover by itself. Empty: REDIS_URL is used as is.")
     redis_sentinel_service: str = _knob("REDIS_SENTINEL_SERVICE", "tracker", "The name the sentinels monitor (sentinel monitor <name> ...).")
-    redis_sentinel_password: str = _knob("REDIS_SENTINEL_PASSWORD", "", "Password of the sentinels themselves (requirepass in sentinel.conf); the data nodes' password goes in REDIS_URL.")
     coins: tuple[str, ...] = _knob("BYBIT_COINS", ("BTC", "ETH", "SOL"), "Base coins to track (comma list). Also the bounded set of `coin` label values.")
     log_level: str = _knob("LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR.")
     log_format: str = _knob("LOG_FORMAT", "json", "`json` (one object per line, for log shippers) or `text` (logfmt-like, for humans).")

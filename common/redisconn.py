@@ -6,8 +6,10 @@ redis-py's :class:`~redis.asyncio.sentinel.SentinelConnectionPool` asks the sent
 primary is before each new connection, and drops idle connections when the answer changes. No
 failover logic lives here; Sentinel decides, redis-py follows.
 
-``REDIS_URL`` still supplies what Sentinel does not know: the database number, the data nodes'
-username/password and TLS (``rediss://``). Its host and port are ignored in Sentinel mode.
+``REDIS_URL`` still supplies what Sentinel does not know: the database number, the
+username/password and TLS (``rediss://``). Its host and port are ignored in Sentinel mode. The same
+credentials authenticate to the sentinels (set ``requirepass`` alike on both, or none): one secret
+in one place, the URL, rather than a second password knob to pass around.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class SentinelTarget:
 
     addresses: tuple[tuple[str, int], ...]
     service: str
+    username: str | None = None
     password: str | None = None
     replica: bool = False  # read from a replica (round robin), not the primary
 
@@ -39,8 +42,7 @@ def sentinel_target(settings: Settings, *, replica: bool = False) -> SentinelTar
     addresses = parse_sentinels(settings.redis_sentinels)
     if not addresses:
         return None
-    return SentinelTarget(addresses=addresses, service=settings.redis_sentinel_service,
-                          password=settings.redis_sentinel_password or None, replica=replica)
+    return SentinelTarget(addresses=addresses, service=settings.redis_sentinel_service, replica=replica)
 
 
 class BlockingSentinelConnectionPool(SentinelConnectionPool, BlockingConnectionPool):
@@ -60,7 +62,9 @@ def connection_pool(url: str, sentinel: SentinelTarget | None, *, blocking: bool
     node_kwargs.update(kwargs)
     timeout = kwargs.get("socket_connect_timeout")
     manager = Sentinel(list(sentinel.addresses), sentinel_kwargs={  # type: ignore[no-untyped-call]
-        "password": sentinel.password, "socket_connect_timeout": timeout, "socket_timeout": timeout,
+        "username": sentinel.username or from_url.get("username"),
+        "password": sentinel.password or from_url.get("password"),
+        "socket_connect_timeout": timeout, "socket_timeout": timeout,
     })
     pool_class = BlockingSentinelConnectionPool if blocking else SentinelConnectionPool
     pool: ConnectionPool = pool_class(  # type: ignore[no-untyped-call]

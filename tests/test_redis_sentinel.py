@@ -8,6 +8,7 @@ the failover is ours: the tests show the components follow it.
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,35 +31,55 @@ SERVICE = "tracker"
 CLOSED_URL = f"redis://{LOOPBACK}:1/0"  # in Sentinel mode REDIS_URL's host and port are not used
 
 
-class SentinelSet:
-    """A primary, one replica and one sentinel watching them (quorum 1, 1 s down-after)."""
+class AuthRedisServer(RedisServer):
+    """A redis-server with ``requirepass``: its liveness probe accepts the NOAUTH answer."""
 
-    def __init__(self, workdir: Path) -> None:
+    def ping(self) -> bool:
+        try:
+            with socket.create_connection((LOOPBACK, self.port), timeout=0.5) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith((b"+PONG", b"-NOAUTH"))
+        except OSError:
+            return False
+
+
+class SentinelSet:
+    """A primary, one replica and one sentinel watching them (quorum 1, 1 s down-after).
+
+    With ``password``, the data nodes and the sentinel all require it, as in production.
+    """
+
+    def __init__(self, workdir: Path, password: str | None = None) -> None:
         (workdir / "primary").mkdir()
         (workdir / "replica").mkdir()
-        self.primary = RedisServer(workdir / "primary")
-        self.replica = RedisServer(workdir / "replica")
+        auth = ["--requirepass", password, "--masterauth", password] if password else []
+        self.primary = AuthRedisServer(workdir / "primary", extra_args=auth)
+        self.replica = AuthRedisServer(workdir / "replica", extra_args=auth)
+        self.password = password
         self.port = free_port()
         self.workdir = workdir
         self._proc: ManagedProcess | None = None
 
     def start(self) -> None:
         self.primary.start()
-        self.replica.extra_args = ["--replicaof", LOOPBACK, str(self.primary.port)]
+        self.replica.extra_args += ["--replicaof", LOOPBACK, str(self.primary.port)]
         self.replica.start()
         conf = self.workdir / "sentinel.conf"  # sentinel rewrites its config: a file of its own
+        auth = (f"requirepass {self.password}\nsentinel auth-pass {SERVICE} {self.password}\n"
+                if self.password else "")
         conf.write_text(
             f"port {self.port}\nbind {LOOPBACK}\ndir {self.workdir}\n"
             f"sentinel monitor {SERVICE} {LOOPBACK} {self.primary.port} 1\n"
             f"sentinel down-after-milliseconds {SERVICE} 1000\n"
-            f"sentinel failover-timeout {SERVICE} 5000\n")
+            f"sentinel failover-timeout {SERVICE} 5000\n{auth}")
         self._proc = ManagedProcess([binary_or_skip("redis-server"), str(conf), "--sentinel"],
                                     self.workdir / "sentinel.log")
         self._proc.start()
         wait_until(lambda: self.replicas_known() >= 1, timeout=20, what="the sentinel to see the replica")
 
     def _ask(self, *args: str) -> Any:
-        client = redis.Redis(host=LOOPBACK, port=self.port, decode_responses=True, socket_timeout=2)
+        client = redis.Redis(host=LOOPBACK, port=self.port, decode_responses=True, socket_timeout=2,
+                             password=self.password)
         try:
             return client.execute_command("SENTINEL", *args)  # type: ignore[no-untyped-call]
         except redis.RedisError:
@@ -112,11 +133,10 @@ def sentinels(tmp_path: Path) -> Iterator[SentinelSet]:
 def test_sentinel_mode_is_off_by_default_and_each_knob_is_read() -> None:
     assert sentinel_target(load_settings({})) is None
     settings = load_settings({"REDIS_SENTINELS": "10.0.0.1:26379, [::1]:26380,10.0.0.1:26379",
-                              "REDIS_SENTINEL_SERVICE": "md", "REDIS_SENTINEL_PASSWORD": "s3",
-                              "API_READ_REPLICAS": "true"})
+                              "REDIS_SENTINEL_SERVICE": "md", "API_READ_REPLICAS": "true"})
     target = sentinel_target(settings, replica=settings.api_read_replicas)
     assert target == SentinelTarget(addresses=(("10.0.0.1", 26379), ("::1", 26380)), service="md",
-                                    password="s3", replica=True)
+                                    replica=True)
 
 
 @pytest.mark.parametrize("bad", ["sentinel", "host:", ":26379", "host:port", "host:70000"])
@@ -156,6 +176,27 @@ async def test_each_components_client_finds_the_primary_through_sentinel_and_fol
     finally:
         for client in clients:
             await client.aclose()
+
+
+async def test_the_credentials_of_redis_url_open_both_the_sentinels_and_the_data_nodes(
+        tmp_path: Path) -> None:
+    guarded = SentinelSet(tmp_path, password="s3cret")
+    guarded.start()
+    try:
+        client = api_redis(f"redis://:s3cret@{LOOPBACK}:1/0", timeout=2, sentinel=guarded.target)
+        try:
+            await client.set("k", "v")
+            assert await client.get("k") == "v"
+        finally:
+            await client.aclose()
+        wrong = api_redis(f"redis://:wrong@{LOOPBACK}:1/0", timeout=2, sentinel=guarded.target)
+        try:
+            with pytest.raises(redis.RedisError):
+                await wrong.get("k")
+        finally:
+            await wrong.aclose()
+    finally:
+        guarded.stop()
 
 
 async def test_the_api_reads_from_a_replica_when_asked(sentinels: SentinelSet) -> None:
