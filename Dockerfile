@@ -1,5 +1,6 @@
 # syntax=docker/dockerfile:1
-# One slim image for every Python component of the tracker: ingest, exporter, api and simulator.
+# One slim image for every Python component of the tracker: ingest, exporter, api and simulator,
+# plus the operator's command `bybit-tracker` (healthcheck, backup, check).
 # The component is chosen by the command (`python -m ingest`, ...); docker-compose.yml sets it
 # per service and overrides the health check to suit each one.
 #
@@ -19,6 +20,9 @@ COPY ingest ./ingest
 COPY exporter ./exporter
 COPY api ./api
 COPY simulator ./simulator
+COPY tracker_tools ./tracker_tools
+# tracker_tools/healthcheck/thresholds.yml is a link to this file; the wheel gets its contents.
+COPY prometheus/thresholds.yml ./prometheus/thresholds.yml
 RUN pip wheel --wheel-dir /wheels .
 
 # --- runtime: only the installed wheels, no compiler, no source tree, no pip cache ------------------

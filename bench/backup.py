@@ -1,4 +1,4 @@
-"""Backup and restore throughput: pipelined DUMP/RESTORE (scripts.backup) vs one command at a time.
+"""Backup and restore throughput: pipelined DUMP/RESTORE (bybit-tracker backup) vs one command at a time.
 
 Seeds a throwaway redis-server on loopback with option hashes shaped like Bybit tickers, then
 times the backup tool's batched copy out and back against the naive loop (one DUMP, one
@@ -21,8 +21,8 @@ from pathlib import Path
 import redis
 
 from common import keys
-from scripts.backup.redis_dump import KeyRecord, dump_keys, restore_keys
 from tests.servers import free_port, wait_until
+from tracker_tools.backup.redis_dump import KeyRecord, dump_keys, restore_keys
 
 FIELDS = ("bidPrice", "bidSize", "bidIv", "askPrice", "askSize", "askIv", "lastPrice", "markPrice",
           "indexPrice", "markPriceIv", "underlyingPrice", "openInterest", "turnover24h", "volume24h",

@@ -1,4 +1,4 @@
-"""``python -m scripts.backup``: a backup restored into a fresh real redis-server is the same data.
+"""``bybit-tracker backup``: a backup restored into a fresh real redis-server is the same data.
 
 Keys, types, fields, members and expiries come back; the heartbeat does not (it would fake a
 live ingest); configuration files (including ``.env``, never printed) round-trip byte for byte;
@@ -22,16 +22,18 @@ from typing import Any
 import pytest
 
 from common import keys
-from scripts.backup import retention
 from tests.servers import RedisServer, python_env, repo_root, wait_until
+from tracker_tools.backup import retention
 
 SECRET = "GRAFANA_ADMIN_PASSWORD=correct-horse-battery-staple"
 
 
-def run_backup(*args: str, redis_url: str | None = None) -> subprocess.CompletedProcess[str]:
+def run_backup(*args: str, redis_url: str | None = None,
+               cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """``bybit-tracker backup ARGS`` (as ``python -m tracker_tools``), run from ``cwd``."""
     env = python_env(**({"REDIS_URL": redis_url} if redis_url else {}))
-    return subprocess.run([sys.executable, "-m", "scripts.backup", *args], capture_output=True, text=True,
-                          cwd=repo_root(), env=env, timeout=120, check=False)
+    return subprocess.run([sys.executable, "-m", "tracker_tools", "backup", *args], capture_output=True,
+                          text=True, cwd=cwd or repo_root(), env=env, timeout=120, check=False)
 
 
 def seed(client: Any) -> None:
@@ -153,6 +155,30 @@ def test_list_shows_each_archive_with_its_key_and_file_counts(
     assert [r["state"] for r in rows] == ["ok", "unreadable"], "newest first; damage reported, not fatal"
     assert rows[0]["keys"] == 10  # 6 options, the BTC index, 3 stats hashes; not the heartbeat
     assert rows[0]["config_files"] == 6
+
+
+def test_run_from_the_deployment_directory_it_archives_that_directory_s_configuration(
+    redis_server: RedisServer, tmp_path: Path, config_root: Path,
+) -> None:
+    seed(redis_server.client())
+    done = run_backup("create", redis_url=redis_server.url, cwd=config_root)
+    assert done.returncode == 0, done.stderr
+    (archive,) = retention.archives(config_root / "var" / "backups")
+    listed = json.loads(run_backup("list", "--json", cwd=config_root).stdout)
+    assert [(r["name"], r["keys"], r["config_files"]) for r in listed] == [(archive.name, 10, 6)]
+
+
+def test_run_where_there_is_no_configuration_it_archives_the_keys_and_says_so(
+    redis_server: RedisServer, tmp_path: Path,
+) -> None:
+    seed(redis_server.client())
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    done = run_backup("--dir", str(tmp_path / "backups"), "create", redis_url=redis_server.url, cwd=elsewhere)
+    assert done.returncode == 0, done.stderr
+    assert "10 keys, 0 config files" in done.stdout
+    assert "holds the Redis keys only" in done.stderr
+    assert "--root" in done.stderr
 
 
 def test_a_tampered_archive_is_refused_before_redis_is_touched(

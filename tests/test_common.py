@@ -97,7 +97,7 @@ async def test_the_ingest_writes_exactly_the_heartbeat_fields_its_readers_read(
     from ingest.stats import ConnectionState, Counters, global_fields, heartbeat_fields
     from ingest.store import Store
     from ingest.store import make_redis as ingest_redis
-    from scripts.healthcheck.redis_checks import check_heartbeat, read_snapshot
+    from tracker_tools.healthcheck.redis_checks import check_heartbeat, read_snapshot
 
     now = time.time()
     counters = Counters(coins=("BTC",), started_at=now - 60)

@@ -7,15 +7,22 @@ and formats of the ones we use (durations, memory sizes, depends_on conditions).
 
 from __future__ import annotations
 
+import os
 import re
+import shlex
+import subprocess
+import sys
+import time
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from common import keys
 from common.config import knob_table
-from tests.servers import repo_root
+from tests.servers import RedisServer, python_env, repo_root
 
 ROOT = repo_root()
 COMPOSE = ROOT / "docker-compose.yml"
@@ -132,10 +139,19 @@ def test_every_service_has_a_memory_limit_and_python_ones_stay_near_the_100_mb_t
             assert memory == "256M"
 
 
+def _installed_commands() -> set[str]:
+    """The console scripts ``pip install`` puts on the image's PATH (pyproject's [project.scripts])."""
+    return set(tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["scripts"])
+
+
 def test_health_checks_use_tools_present_in_each_image(compose: dict[str, Any]) -> None:
     services = _services(compose)
     for name in OUR_SERVICES:
-        assert services[name]["healthcheck"]["test"][:3] == ["CMD", "python", "-c"], name
+        test = services[name]["healthcheck"]["test"]
+        if test[0] == "CMD-SHELL":  # our image has /bin/sh, Python and the package's commands
+            assert shlex.split(test[1])[0] in _installed_commands(), name
+        else:
+            assert test[:3] == ["CMD", "python", "-c"], name
     assert "redis-cli ping" in " ".join(services["redis"]["healthcheck"]["test"])
     for name in ("prometheus", "alertmanager", "grafana"):
         assert services[name]["healthcheck"]["test"][1] == "wget", name
@@ -143,8 +159,40 @@ def test_health_checks_use_tools_present_in_each_image(compose: dict[str, Any]) 
 
 def test_python_health_check_one_liners_compile(compose: dict[str, Any]) -> None:
     for name in OUR_SERVICES:
-        source = _services(compose)[name]["healthcheck"]["test"][3]
-        compile(source, f"<{name} healthcheck>", "exec")
+        test = _services(compose)[name]["healthcheck"]["test"]
+        if test[:3] == ["CMD", "python", "-c"]:
+            compile(test[3], f"<{name} healthcheck>", "exec")
+
+
+def _run_health_check(test: list[str], redis_url: str) -> subprocess.CompletedProcess[str]:
+    """``test`` as Docker runs it (CMD-SHELL: ``/bin/sh -c``), the project's commands on PATH."""
+    assert test[0] == "CMD-SHELL"
+    bin_dir = Path(sys.executable).parent
+    assert (bin_dir / "bybit-tracker").exists(), "bybit-tracker is not installed: run scripts/setup.sh"
+    env = python_env(REDIS_URL=redis_url, PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    return subprocess.run(["/bin/sh", "-c", test[1]], capture_output=True, text=True, env=env,
+                          timeout=60, check=False)
+
+
+def test_the_ingest_is_healthy_exactly_while_its_heartbeat_is_in_redis(
+    compose: dict[str, Any], redis_server: RedisServer,
+) -> None:
+    test = _services(compose)["ingest"]["healthcheck"]["test"]
+    client = redis_server.client()
+    client.hset(keys.INGEST_HEARTBEAT, mapping={keys.F_HB_TS: time.time(), keys.F_HB_PID: 1})
+    healthy = _run_health_check(test, redis_server.url)
+    assert healthy.returncode == 0, (healthy.stdout, healthy.stderr)
+    client.delete(keys.INGEST_HEARTBEAT)
+    dead = _run_health_check(test, redis_server.url)
+    assert dead.returncode == 1, (dead.stdout, dead.stderr)  # 1, never the 2 Docker reserves
+    assert "the ingest is not running" in dead.stdout
+    # Coins without data, a failing API: not this container's business while the ingest beats.
+    client.hset(keys.INGEST_HEARTBEAT, mapping={keys.F_HB_TS: time.time(), keys.F_HB_PID: 1})
+    assert _run_health_check(test, redis_server.url).returncode == 0
+    redis_server.stop()
+    unreachable = _run_health_check(test, redis_server.url)
+    assert unreachable.returncode == 1, unreachable.stdout
+    assert "cannot read Redis" in unreachable.stdout
 
 
 def test_every_image_is_pinned_to_a_version(compose: dict[str, Any]) -> None:

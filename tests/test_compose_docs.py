@@ -71,7 +71,7 @@ def test_operations_guide_names_only_real_modules_files_and_services() -> None:
     for image in re.findall(r"`((?:prom/[a-z]+|grafana/grafana|redis):[^`]+)`", text):
         images = {s["image"] for s in compose["services"].values()}
         assert image in images, f"operations.md names {image}, compose runs {sorted(images)}"
-    for rel in ("prometheus/thresholds.yml", "scripts/healthcheck/tiers.py", "docker-compose.yml",
+    for rel in ("prometheus/thresholds.yml", "tracker_tools/healthcheck/tiers.py", "docker-compose.yml",
                 ".env.example"):
         assert rel in text
         assert (ROOT / rel).exists(), rel

@@ -1,4 +1,4 @@
-"""``python -m scripts.healthcheck`` against a real Redis seeded with the ingest's layout.
+"""``bybit-tracker healthcheck`` against a real Redis seeded with the ingest's layout.
 
 Each tier produces its exit code (0 ok/info, 1 warning, 2 critical, 3 could not run) and the
 JSON names the check responsible, with the alert tiers' thresholds.
@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from common import keys
-from scripts.healthcheck import tiers
-from scripts.healthcheck.redis_checks import reconnects_per_hour
 from tests.servers import ManagedProcess, RedisServer, free_port, port_open, python_env, repo_root, wait_until
+from tracker_tools.healthcheck import tiers
+from tracker_tools.healthcheck.redis_checks import reconnects_per_hour
 
 COINS = ("BTC", "ETH")
 
@@ -42,7 +42,7 @@ def seed_healthy(client: Any, now: float, **overrides: Any) -> None:
 
 def healthcheck(redis_url: str, *args: str, **env: str) -> tuple[int, dict[str, Any]]:
     done = subprocess.run(
-        [sys.executable, "-m", "scripts.healthcheck", "--json", "--no-api", *args],
+        [sys.executable, "-m", "tracker_tools", "healthcheck", "--json", "--no-api", *args],
         capture_output=True, text=True, cwd=repo_root(), timeout=60, check=False,
         env=python_env(REDIS_URL=redis_url, BYBIT_COINS=",".join(COINS), **env),
     )
@@ -162,7 +162,7 @@ def test_a_password_in_the_redis_url_is_never_printed() -> None:
 def test_an_unreachable_api_is_critical(redis_server: RedisServer) -> None:
     seed_healthy(redis_server.client(), time.time())
     done = subprocess.run(
-        [sys.executable, "-m", "scripts.healthcheck", "--json", "--timeout", "1",
+        [sys.executable, "-m", "tracker_tools", "healthcheck", "--json", "--timeout", "1",
          "--api-url", f"http://127.0.0.1:{free_port()}"],
         capture_output=True, text=True, cwd=repo_root(), timeout=60, check=False,
         env=python_env(REDIS_URL=redis_server.url, BYBIT_COINS=",".join(COINS)),
@@ -175,7 +175,7 @@ def test_an_unreachable_api_is_critical(redis_server: RedisServer) -> None:
 def test_the_human_table_names_each_check_and_the_verdict(redis_server: RedisServer) -> None:
     seed_healthy(redis_server.client(), time.time(), **{keys.F_CONSECUTIVE_FAILURES: 12})
     done = subprocess.run(
-        [sys.executable, "-m", "scripts.healthcheck", "--no-api"], capture_output=True, text=True,
+        [sys.executable, "-m", "tracker_tools", "healthcheck", "--no-api"], capture_output=True, text=True,
         cwd=repo_root(), timeout=60, check=False,
         env=python_env(REDIS_URL=redis_server.url, BYBIT_COINS="BTC,ETH"),
     )
@@ -184,10 +184,32 @@ def test_the_human_table_names_each_check_and_the_verdict(redis_server: RedisSer
     assert "overall: CRITICAL (exit 2)" in done.stdout
 
 
+def test_only_judges_the_named_check_and_a_misspelt_name_exits_3(redis_server: RedisServer) -> None:
+    seed_healthy(redis_server.client(), time.time(), **{keys.F_CONSECUTIVE_FAILURES: 12})
+    code, doc = healthcheck(redis_server.url, "--only", "ingest_heartbeat")
+    assert code == 0, "the failing reconnects are not what was asked about"
+    assert severities(doc) == {"redis": "ok", "ingest_heartbeat": "ok"}
+    done = subprocess.run(
+        [sys.executable, "-m", "tracker_tools", "healthcheck", "--no-api", "--only", "ingest_hartbeat"],
+        capture_output=True, text=True, cwd=repo_root(), timeout=60, check=False,
+        env=python_env(REDIS_URL=redis_server.url, BYBIT_COINS="BTC,ETH"),
+    )
+    assert done.returncode == 3
+    assert "no check named ingest_hartbeat" in done.stderr
+    assert "ingest_heartbeat" in done.stderr, "the error lists the checks there are"
+
+
+def test_only_still_fails_when_redis_cannot_be_read() -> None:
+    code, doc = healthcheck(f"redis://127.0.0.1:{free_port()}/0", "--timeout", "1",
+                            "--only", "ingest_heartbeat")
+    assert code == 2
+    assert severities(doc) == {"redis": "critical"}
+
+
 def test_bad_configuration_exits_3_naming_the_variable() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "scripts.healthcheck"], capture_output=True, text=True, cwd=repo_root(),
-        timeout=60, check=False, env=python_env(BYBIT_COINS="BTC,*"),
+        [sys.executable, "-m", "tracker_tools", "healthcheck"], capture_output=True, text=True,
+        cwd=repo_root(), timeout=60, check=False, env=python_env(BYBIT_COINS="BTC,*"),
     )
     assert done.returncode == 3
     assert "BYBIT_COINS" in done.stderr
@@ -223,7 +245,7 @@ def _with_real_api(redis_server: RedisServer, tmp_path: Any) -> tuple[ManagedPro
 
 def _check_with_api(redis_url: str, api_url: str) -> tuple[int, dict[str, Any]]:
     done = subprocess.run(
-        [sys.executable, "-m", "scripts.healthcheck", "--json", "--api-url", api_url],
+        [sys.executable, "-m", "tracker_tools", "healthcheck", "--json", "--api-url", api_url],
         capture_output=True, text=True, cwd=repo_root(), timeout=60, check=False,
         env=python_env(REDIS_URL=redis_url, BYBIT_COINS=",".join(COINS)),
     )

@@ -1,6 +1,6 @@
 """The health check, the dashboards and the alert rules use the same tier numbers.
 
-For every threshold in scripts/healthcheck/tiers.py there must be an alert in
+For every threshold in tracker_tools/healthcheck/tiers.py there must be an alert in
 prometheus/rules/*.yml with that severity, about that measurement, comparing against that
 number (as a ratio or a percentage). Recording rules an alert uses are expanded first, so an
 alert on ``job:bybit_redis_memory:ratio`` counts as one about Redis memory.
@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 import yaml
 
-from scripts.healthcheck import tiers
-from scripts.healthcheck.tiers import Thresholds
 from tests.servers import repo_root
+from tracker_tools.healthcheck import tiers
+from tracker_tools.healthcheck.tiers import Thresholds
 
 #: Measurement -> (a regex an alert's expanded expression matches, its thresholds).
 MEASUREMENTS: dict[str, tuple[str, Thresholds]] = {
@@ -86,7 +86,7 @@ def test_each_tier_threshold_has_an_alert_with_the_same_number(
     found = {n for a in candidates for n in numbers(expanded(str(a["expr"]), records))}
     assert found & accepted, (
         f"{severity} alerts about {measurement} ({[a['alert'] for a in candidates]}) compare against "
-        f"{sorted(found)}, not {value} as scripts/healthcheck/tiers.py says")
+        f"{sorted(found)}, not {value} as tracker_tools/healthcheck/tiers.py says")
 
 
 def test_number_extraction_reads_comparisons_only() -> None:

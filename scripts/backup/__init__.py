@@ -1,8 +1,6 @@
-"""``python -m scripts.backup create|restore|list|prune``: Redis data and the stack's configuration.
+"""``python -m scripts.backup``: the old checkout-only spelling of ``bybit-tracker backup``.
 
-Redis is a cache of the exchange, rebuilt by the ingest within seconds, so a backup is about
-a fast, complete restart (indexes, counters, last tickers) and above all about the
-configuration: rules, routes, dashboards, compose file and ``.env``. One archive per run,
-``tracker-<UTC timestamp>.tar.gz`` (mode 0600: it may hold ``.env``), with a manifest and
-checksums; retention keeps the newest archive of each of the last N days.
+The tool lives in :mod:`tracker_tools.backup` and is installed with the package; this shim
+keeps existing cron lines working from a checkout, with the checkout as the deployment
+directory whose configuration is archived (as before the move).
 """

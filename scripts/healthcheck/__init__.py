@@ -1,7 +1,5 @@
-"""``python -m scripts.healthcheck``: the stack's health in one look, with an exit code by tier.
+"""``python -m scripts.healthcheck``: the old checkout-only spelling of ``bybit-tracker healthcheck``.
 
-Reads Redis (the ingest's stats, heartbeat and per-coin updates, Redis' own memory) and asks
-the API's ``/readyz``; classifies every finding with the alert tiers' thresholds
-(:mod:`scripts.healthcheck.tiers`) and exits 0 (ok or info), 1 (warning) or 2 (critical);
-3 when it could not run at all (bad configuration).
+The tool lives in :mod:`tracker_tools.healthcheck` and is installed with the package; this
+shim keeps existing cron lines and habits working from a checkout.
 """

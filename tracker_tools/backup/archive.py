@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Final
 
-from scripts.backup.redis_dump import KeyRecord
+from tracker_tools.backup.redis_dump import KeyRecord
 
 MANIFEST: Final = "manifest.json"
 KEYS_MEMBER: Final = "redis/keys.jsonl"

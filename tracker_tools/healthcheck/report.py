@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from scripts.healthcheck.findings import Finding
-from scripts.healthcheck.tiers import EXIT_CODES, worst
+from tracker_tools.healthcheck.findings import Finding
+from tracker_tools.healthcheck.tiers import EXIT_CODES, worst
 
 
 def overall(findings: Sequence[Finding]) -> str:

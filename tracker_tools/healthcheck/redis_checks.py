@@ -14,8 +14,8 @@ from typing import Any
 import redis
 
 from common import keys
-from scripts.healthcheck import tiers
-from scripts.healthcheck.findings import Finding
+from tracker_tools.healthcheck import tiers
+from tracker_tools.healthcheck.findings import Finding
 
 HOUR = 3600.0
 

@@ -7,8 +7,8 @@ import time
 import urllib.error
 import urllib.request
 
-from scripts.healthcheck import tiers
-from scripts.healthcheck.findings import Finding
+from tracker_tools.healthcheck import tiers
+from tracker_tools.healthcheck.findings import Finding
 
 log = logging.getLogger("healthcheck.api")
 
