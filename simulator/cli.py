@@ -9,7 +9,14 @@ from collections.abc import Sequence
 
 from common.logs import configure_logging
 from common.symbols import is_valid_coin
-from simulator.faults import RATE_LIMIT_MODES, RESPONSE_STYLES, FaultError, Faults
+from simulator.faults import (
+    CURSOR_STYLES,
+    PONG_STYLES,
+    RATE_LIMIT_MODES,
+    RESPONSE_STYLES,
+    FaultError,
+    Faults,
+)
 from simulator.settings import (
     BYBIT_PUSH_INTERVAL,
     DEFAULT_PORT,
@@ -25,6 +32,7 @@ and a control API (/control/state, /control/faults, /control/drop, /control/list
 /control/deliver, /control/truth, /control/instruments). Fault flags below set the faults in
 force at start; POST /control/faults changes them at run time. See docs/simulator.md.
 """
+_DEFAULTS = Faults()  # the healthy exchange, answering in Bybit's forms
 
 
 def _coins(text: str) -> tuple[str, ...]:
@@ -81,9 +89,19 @@ def parser() -> argparse.ArgumentParser:
     faults.add_argument("--rest-rate-limit-mode", choices=RATE_LIMIT_MODES, default="cycle",
                         help="rate-limit answer: retCode 10006, HTTP 403, HTTP 429, or cycle through them")
     faults.add_argument("--silent", action="store_true", help="push no tickers (pings are still answered)")
-    faults.add_argument("--response-style", choices=RESPONSE_STYLES, default="op",
-                        help='subscribe answers: "op" (current docs) or "command_resp" '
-                             '(older COMMAND_RESP form)')
+    forms = p.add_argument_group(
+        "answer forms (default: Bybit's option exchange; the others are for older clients; "
+        "also settable at run time, and kept by /control/faults/clear)")
+    forms.add_argument("--response-style", choices=RESPONSE_STYLES, default=_DEFAULTS.response_style,
+                       help='subscribe answers: "command_resp" (Bybit\'s option stream: no req_id, op, '
+                            'ret_msg), "command_resp_echo" (the same plus ret_msg and req_id), '
+                            '"op" (the spot/linear form)')
+    forms.add_argument("--pong-style", choices=PONG_STYLES, default=_DEFAULTS.pong_style,
+                       help='pong: "option" ({"args": [ms], "op": "pong"}), "echo" (adds req_id and '
+                            'conn_id), "spot" ({"success", "ret_msg": "pong", "conn_id", "op": "ping"})')
+    forms.add_argument("--cursor-style", choices=CURSOR_STYLES, default=_DEFAULTS.cursor_style,
+                       help='nextPageCursor: "percent" (Bybit\'s: holds %%2C, must be sent back '
+                            'unchanged) or "plain" (a URL-safe token that survives re-encoding)')
     p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     p.add_argument("--log-format", default="json", choices=("json", "text"))
     return p
@@ -98,7 +116,8 @@ def options_from(argv: Sequence[str] | None = None) -> SimulatorOptions:
             "drop_every": args.drop_every, "no_pong": args.no_pong,
             "reject_subscribe_over": args.reject_subscribe_over, "malformed_ratio": args.malformed_ratio,
             "rest_rate_limit": args.rest_rate_limit, "rest_rate_limit_mode": args.rest_rate_limit_mode,
-            "silent": args.silent, "response_style": args.response_style,
+            "silent": args.silent, "response_style": args.response_style, "pong_style": args.pong_style,
+            "cursor_style": args.cursor_style,
         })
     except FaultError as exc:
         p.error(str(exc))

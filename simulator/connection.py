@@ -14,13 +14,24 @@ from simulator.outbox import Outbox
 from simulator.subscriptions import SubscriptionBook
 
 
+def option_conn_id() -> str:
+    """A connection id in the option stream's form: five hex groups of 16-8-8-16-8 digits.
+
+    Bybit's option docs and live captures show ids like
+    ``aa01fbfffe80af37-00000001-000b37b9-7147f432704fd28c-00e1c172`` (spot and linear use UUIDs).
+    Clients must treat it as an opaque string.
+    """
+    h = uuid.uuid4().hex + uuid.uuid4().hex
+    return f"{h[:16]}-{h[16:24]}-{h[24:32]}-{h[32:48]}-{h[48:56]}"
+
+
 @dataclass(eq=False)
 class Connection:
     """A WebSocket client of the public option stream."""
 
     abort_transport: Callable[[], None]
     opened_at: float  # monotonic
-    conn_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    conn_id: str = field(default_factory=option_conn_id)
     book: SubscriptionBook = field(default_factory=SubscriptionBook)
     outbox: Outbox = field(default_factory=Outbox)
     last_activity: float = 0.0  # monotonic: last client message or frame written

@@ -107,7 +107,11 @@ async def truth(request: web.Request, exchange: Exchange) -> Any:
 
 
 async def instruments(request: web.Request, exchange: Exchange) -> Any:
-    return {"coins": {coin: [i.symbol for i in exchange.listed(coin)] for coin in exchange.options.coins}}
+    """``coins``: the Trading and Delivering symbols (what a client should stream, the set tests
+    compare stored data with); ``prelaunch``: listed by REST but not trading yet."""
+    coins = exchange.options.coins
+    return {"coins": {coin: [i.symbol for i in exchange.traded(coin)] for coin in coins},
+            "prelaunch": {coin: [i.symbol for i in exchange.prelaunched(coin)] for coin in coins}}
 
 
 def routes() -> list[web.RouteDef]:

@@ -24,8 +24,8 @@ import orjson
 from common.logs import LogThrottle
 from simulator import frames, malformed
 from simulator.connection import Connection
-from simulator.faults import Faults
-from simulator.listings import Instrument, ListingGenerator
+from simulator.faults import FORM_FAULTS, Faults
+from simulator.listings import TRADED_STATUSES, Instrument, ListingGenerator, prelaunch_count
 from simulator.market import Market, rest_ticker
 from simulator.paging import SortKey, page
 from simulator.ratelimit import HttpAnswer, form_for, rate_limit_answer
@@ -94,8 +94,12 @@ class Exchange:
         self._rate_limit_index = 0
         self._log_throttle = LogThrottle(period=10.0, burst=5, clock=monotonic)
         for coin in options.coins:
-            for ins in self._generators[coin].take(options.instruments_for(coin)):
+            count = options.instruments_for(coin)
+            for ins in self._generators[coin].take(count):
                 self._add(ins)
+            # On top of the trading ones, as on Bybit: tomorrow's listing, not trading yet.
+            for ins in self._generators[coin].prelaunch(prelaunch_count(count)):
+                self._add(ins, fresh=True)
 
     # --- clocks -----------------------------------------------------------------------------
     def now_ms(self) -> int:
@@ -105,10 +109,10 @@ class Exchange:
         return self._monotonic()
 
     # --- listings ---------------------------------------------------------------------------
-    def _add(self, ins: Instrument) -> None:
+    def _add(self, ins: Instrument, *, fresh: bool = False) -> None:
         self._by_coin[ins.coin][ins.symbol] = ins
         self._sorted.pop(ins.coin, None)
-        self.market.add(ins)
+        self.market.add(ins, fresh=fresh)
         self._topics[ins.symbol] = f"tickers.{ins.symbol}".encode()
 
     def _remove(self, symbol: str) -> None:
@@ -130,8 +134,18 @@ class Exchange:
         return None
 
     def listed(self, coin: str) -> list[Instrument]:
-        """``coin``'s instruments in REST order (expiry, strike, call/put, settle coin)."""
+        """``coin``'s instruments in REST order (expiry, strike, call/put, settle coin), any status."""
         return self._sorted_listing(coin)[0]
+
+    def traded(self, coin: str) -> list[Instrument]:
+        """``coin``'s Trading and Delivering instruments in REST order: what a client streams."""
+        now = self.now_ms()
+        return [ins for ins in self.listed(coin) if ins.status(now) in TRADED_STATUSES]
+
+    def prelaunched(self, coin: str) -> list[Instrument]:
+        """``coin``'s PreLaunch instruments in REST order: listed, not trading yet."""
+        now = self.now_ms()
+        return [ins for ins in self.listed(coin) if ins.status(now) == "PreLaunch"]
 
     def _sorted_listing(self, coin: str) -> tuple[list[Instrument], list[SortKey]]:
         cached = self._sorted.get(coin)
@@ -142,12 +156,22 @@ class Exchange:
                 self._sorted[coin] = cached
         return cached
 
-    def instruments_page(self, coin: str, after: SortKey | None, limit: int,
-                         symbol: str | None = None) -> tuple[list[Instrument], SortKey | None]:
+    def instruments_page(self, coin: str, after: SortKey | None, limit: int, symbol: str | None = None,
+                         status: str | None = None) -> tuple[list[Instrument], SortKey | None]:
+        """One ``instruments-info`` page; ``status`` keeps only instruments in that status now.
+
+        Without ``status`` every listed instrument qualifies: Bybit lists PreLaunch, Trading and
+        Delivering options by default, and delivered (Closed) ones leave this listing.
+        """
         items, keys = self._sorted_listing(coin)
         if symbol is not None:
             found = self._by_coin.get(coin, {}).get(symbol)
-            return ([found] if found is not None else []), None
+            items = [found] if found is not None else []
+            keys = [found.sort_key] if found is not None else []
+        if status is not None:
+            now = self.now_ms()
+            kept = [i for i, ins in enumerate(items) if ins.status(now) == status]
+            items, keys = [items[i] for i in kept], [keys[i] for i in kept]
         return page(items, keys, after, limit)
 
     def list_new(self, coin: str, count: int) -> list[str]:
@@ -156,7 +180,7 @@ class Exchange:
             raise KeyError(coin)
         new = self._generators[coin].take(count, now_ms=self.now_ms())
         for ins in new:
-            self._add(ins)
+            self._add(ins, fresh=True)
         self.counters.instruments_listed += len(new)
         log.info("listed instruments", extra={"coin": coin, "count": len(new)})
         return [ins.symbol for ins in new]
@@ -312,7 +336,8 @@ class Exchange:
             if self.faults.no_pong:
                 self.counters.pings_ignored += 1
                 return
-            conn.outbox.answer(frames.pong(conn_id=conn.conn_id, req_id=req_id, now_ms=self.now_ms()))
+            conn.outbox.answer(frames.pong(style=self.faults.pong_style, conn_id=conn.conn_id, req_id=req_id,
+                                           now_ms=self.now_ms()))
             self.counters.pings_answered += 1
         elif op == "subscribe":
             self.counters.subscribe_requests += 1
@@ -381,10 +406,13 @@ class Exchange:
         return self.faults
 
     def clear_faults(self) -> Faults:
-        """Every fault off; the answer forms go back to their start-up values."""
+        """Every fault off; the answer forms (:data:`FORM_FAULTS`) go back to their start-up values.
+
+        A form chosen at start is how this exchange speaks (e.g. a legacy client's test run), not
+        a fault to heal, so clearing the faults of a drill must not switch it back to Bybit's.
+        """
         start = self.options.faults
-        self.faults = Faults(response_style=start.response_style,
-                             rest_rate_limit_mode=start.rest_rate_limit_mode)
+        self.faults = Faults(**{name: getattr(start, name) for name in FORM_FAULTS})
         self._rate_limit_index = 0
         log.info("faults cleared")
         return self.faults

@@ -13,8 +13,23 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-RESPONSE_STYLES: Final = ("op", "command_resp")
+#: Subscribe/unsubscribe answer forms. ``command_resp`` is what Bybit's option stream sends (docs
+#: 2023-2026 and live captures: no req_id, op or ret_msg); ``command_resp_echo`` is the same with
+#: ``ret_msg`` and ``req_id`` echoed (this simulator's form before 2026, for clients that match answers
+#: by req_id); ``op`` is the spot/linear form ``{"success","ret_msg","conn_id","req_id","op"}``.
+RESPONSE_STYLES: Final = ("command_resp", "command_resp_echo", "op")
+#: Pong forms. ``option`` is the option stream's documented pong ``{"args": [ms], "op": "pong"}``;
+#: ``echo`` adds req_id and conn_id (the private-stream form, this simulator's form before 2026);
+#: ``spot`` is the spot/linear answer ``{"success", "ret_msg": "pong", "conn_id", "op": "ping"}``.
+PONG_STYLES: Final = ("option", "echo", "spot")
+#: ``nextPageCursor`` forms. ``percent`` is Bybit's: the cursor text itself holds ``%2C`` and must be
+#: sent back as is (a client that percent-encodes it again gets retCode 10001); ``plain`` is this
+#: simulator's older cursor with URL-safe characters only, which survives any encoding.
+CURSOR_STYLES: Final = ("percent", "plain")
 RATE_LIMIT_MODES: Final = ("cycle", "10006", "403", "429")
+#: Faults that choose an answer *form* rather than break something: ``/control/faults/clear`` puts
+#: them back to their start-up values instead of the defaults.
+FORM_FAULTS: Final = ("response_style", "pong_style", "cursor_style", "rest_rate_limit_mode")
 
 
 class FaultError(ValueError):
@@ -23,7 +38,7 @@ class FaultError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Faults:
-    """Every switch; the defaults are a healthy exchange."""
+    """Every switch; the defaults are a healthy exchange answering exactly as Bybit does."""
 
     drop_every: float | None = None  # abort each connection every N..1.33N seconds
     no_pong: bool = False  # ignore application pings
@@ -32,7 +47,9 @@ class Faults:
     rest_rate_limit: int = 0  # the next K REST calls answer a rate limit
     rest_rate_limit_mode: str = "cycle"  # which rate-limit answer: cycle | 10006 | 403 | 429
     silent: bool = False  # stop pushing tickers (pings are still answered)
-    response_style: str = "op"  # subscribe answers: "op" (current docs) or "command_resp" (older)
+    response_style: str = "command_resp"  # subscribe answers: command_resp | command_resp_echo | op
+    pong_style: str = "option"  # pong form: option | echo | spot
+    cursor_style: str = "percent"  # instruments-info nextPageCursor: percent | plain
 
     def updated(self, changes: Mapping[str, Any]) -> Faults:
         """A copy with ``changes`` applied; raises :class:`FaultError` naming the bad switch."""
@@ -97,4 +114,6 @@ _VALIDATORS: Final[dict[str, Any]] = {
     "rest_rate_limit_mode": _choice(RATE_LIMIT_MODES),
     "silent": _bool,
     "response_style": _choice(RESPONSE_STYLES),
+    "pong_style": _choice(PONG_STYLES),
+    "cursor_style": _choice(CURSOR_STYLES),
 }

@@ -7,6 +7,12 @@ spot, wider for later expiries. The nearest expiries are also listed USDT-settle
 (``BTC-3JAN27-95000-C-USDT``). Instruments come out of an endless generator ordered by interest
 (at the money first, round-robin over expiries), so "the first K" is a realistic listing of any
 size and listing more later just continues the ladders further out of the money.
+
+Statuses follow Bybit's ``instruments-info`` for options, which by default lists ``PreLaunch``,
+``Trading`` and ``Delivering`` instruments: an instrument is PreLaunch before its ``launchTime``
+(listed, not trading yet: the next expiry after the dailies, launching at the next 08:00 UTC),
+Delivering in the last :data:`DELIVERING_WINDOW_MS` before its delivery, Trading in between; once
+delivered it leaves the listing (``Closed`` instruments are never listed).
 """
 
 from __future__ import annotations
@@ -29,6 +35,16 @@ WEEKLIES: Final = 4
 MONTHLIES: Final = 3
 QUARTERLIES: Final = 2
 USDT_EXPIRIES: Final = 4  # the nearest expiries are listed twice: USDC-settled and USDT-settled
+#: PreLaunch instruments listed per coin on top of the trading ones: at most this many, and at
+#: most a tenth of them (tiny test listings have none).
+PRELAUNCH_PER_COIN: Final = 4
+#: An instrument is "Delivering" this long before its delivery time (the window in which Bybit
+#: also publishes ``predictedDeliveryPrice``); it keeps pushing tickers until it is delivered.
+DELIVERING_WINDOW_MS: Final = 30 * 60 * 1000
+#: Bybit's instrument statuses (v5 enum). ``Closed`` instruments are never listed here.
+STATUSES: Final = ("PreLaunch", "Trading", "Delivering", "Closed")
+#: Statuses whose instruments quote and trade: what a client streams.
+TRADED_STATUSES: Final = frozenset({"Trading", "Delivering"})
 _FRIDAY: Final = 4
 _NICE_MANTISSAS: Final = (Decimal(1), Decimal(2), Decimal("2.5"), Decimal(5))
 
@@ -84,6 +100,24 @@ class Instrument:
     @property
     def quote(self) -> str:
         return "USDT" if self.settle == "USDT" else "USD"
+
+    @property
+    def display_name(self) -> str:
+        """``displayName``: ``BTCUSDT-27MAR26-70000-P`` for USDT-settled (Bybit's docs example).
+
+        For USDC-settled options no source shows the value; the simulator sends "".
+        """
+        if self.settle != "USDT":
+            return ""
+        return f"{self.coin}USDT-{self.expiry_code}-{self.strike_text}-{'C' if self.call else 'P'}"
+
+    def status(self, now_ms: int) -> str:
+        """PreLaunch before launchTime, Delivering in the last half hour, else Trading."""
+        if now_ms < self.launch_ms:
+            return "PreLaunch"
+        if self.delivery_ms - now_ms <= DELIVERING_WINDOW_MS:
+            return "Delivering"
+        return "Trading"
 
     @property
     def sort_key(self) -> tuple[int, float, int, str]:
@@ -152,6 +186,11 @@ def expiry_calendar(now: dt.datetime) -> list[dt.datetime]:
     return [_delivery(d) for d in sorted(dates)]
 
 
+def prelaunch_count(listed: int) -> int:
+    """How many PreLaunch instruments come with ``listed`` trading ones (see PRELAUNCH_PER_COIN)."""
+    return min(PRELAUNCH_PER_COIN, listed // 10)
+
+
 def strike_step(spot: float, days: float) -> Decimal:
     """Strike spacing: tight for dailies, wider for later expiries (about 0.5 % .. 5 % of spot)."""
     if days <= 3:
@@ -190,6 +229,7 @@ class ListingGenerator:
         self._tick = decimal_text(nice_step(self._spot * 5e-5))
         self.expiries = expiry_calendar(now)
         self._usdt = set(self.expiries[:usdt_expiries])
+        self._now = now
         self._seen: set[str] = set()
         self._stream = self._generate(now)
 
@@ -217,6 +257,34 @@ class ListingGenerator:
         return Instrument(symbol=symbol, coin=self.coin, strike=float(strike), strike_text=text, call=call,
                           settle=settle, expiry_code=code, delivery_ms=delivery_ms, launch_ms=launch_ms,
                           tick_size=self._tick)
+
+    def upcoming_expiry(self) -> dt.datetime:
+        """The next expiry Bybit would list: the first day after the dailies not already listed."""
+        listed = {e.date() for e in self.expiries}
+        day = self.expiries[0].date() + dt.timedelta(days=DAILIES)
+        while day in listed:
+            day += dt.timedelta(days=1)
+        return _delivery(day)
+
+    def prelaunch(self, count: int) -> list[Instrument]:
+        """``count`` instruments of :meth:`upcoming_expiry` (at the money first, USDC-settled) that
+        launch at the next 08:00 UTC: listed as PreLaunch until then."""
+        expiry = self.upcoming_expiry()
+        launch = _delivery(self._now.date())
+        if launch <= self._now:
+            launch += dt.timedelta(days=1)
+        days = (expiry - self._now).total_seconds() / 86400.0
+        ladder = _strike_ladder(self._spot, strike_step(self._spot, days))
+        out: list[Instrument] = []
+        while len(out) < count:
+            strike = next(ladder)
+            for call in (True, False):
+                ins = dataclasses.replace(self._instrument(expiry, strike, call, "USDC"),
+                                          launch_ms=int(launch.timestamp() * 1000))
+                if ins.symbol not in self._seen and len(out) < count:
+                    self._seen.add(ins.symbol)
+                    out.append(ins)
+        return out
 
     def take(self, count: int, *, now_ms: int | None = None) -> list[Instrument]:
         """The next ``count`` instruments never handed out before (``now_ms`` stamps launchTime)."""

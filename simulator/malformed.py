@@ -40,10 +40,10 @@ class Push:
 
 def _doc(push: Push, *, topic_symbol: str | None = None, data: Any = None, ts: Any = None) -> dict[str, Any]:
     sym = push.symbol if topic_symbol is None else topic_symbol
-    return {
+    return {  # Bybit's key order, as in frames.ticker_frame: only the intended fault differs
         "id": f"tickers.{sym}-{push.seq}-{push.ts_ms}", "topic": f"tickers.{sym}",
-        "ts": push.ts_ms if ts is None else ts, "type": "snapshot",
-        "data": dict(push.data) if data is None else data,
+        "ts": push.ts_ms if ts is None else ts, "data": dict(push.data) if data is None else data,
+        "type": "snapshot",
     }
 
 

@@ -8,6 +8,14 @@ once per step, so a push cycle only prices the symbols somebody subscribed to.
 
 Values are strings, formatted as Bybit formats them: fixed decimals, no exponent, no trailing
 zeros ("7.86976724", "0.4896", "0").
+
+The market is uneven, as Bybit's is (captures show both): each instrument draws a profile once,
+from the seed and its symbol, so it does not depend on listing order. A share of instruments has
+an empty book side (``bidPrice``/``bidSize``/``bidIv`` all "0", or the same on the ask side):
+more often far out of the money and for new listings. A share has never traded: ``lastPrice``,
+``highPrice24h``, ``lowPrice24h``, ``openInterest``, ``volume24h``, ``turnover24h``,
+``totalVolume``, ``totalTurnover`` and ``change24h`` are all "0" and stay so. Empty strings are
+never sent.
 """
 
 from __future__ import annotations
@@ -37,6 +45,13 @@ REST_FIELD_NAMES: Final = {
 }
 PREDICTED_DELIVERY_WINDOW_MS: Final = 30 * 60 * 1000  # Bybit shows it in the last 30 minutes
 _TRADE_PROBABILITY: Final = 0.03
+#: |delta| below this is "far out of the money": thin books, rarely traded.
+FAR_OTM_DELTA: Final = 0.05
+#: Chances, per instrument, of never having traded / of an empty bid side / of an empty ask side:
+#: (ordinary, far out of the money, new listing).
+NEVER_TRADED: Final = (0.10, 0.50, 1.0)
+EMPTY_BID: Final = (0.04, 0.40, 0.50)
+EMPTY_ASK: Final = (0.02, 0.10, 0.30)
 _BASIS: Final = 0.05  # annual carry of the forward over the index
 
 
@@ -75,6 +90,9 @@ class Quote:
     turnover24: float = 0.0
     total_volume: float = 0.0
     total_turnover: float = 0.0
+    traded: bool = True  # False: never traded (last price, 24 h stats and open interest all "0")
+    bid_side: bool = True  # False: nobody bids (bidPrice, bidSize, bidIv all "0")
+    ask_side: bool = True  # False: nobody offers (askPrice, askSize, askIv all "0")
     step: int = -1
     data: dict[str, str] = field(default_factory=dict)
     data_json: bytes = b""
@@ -84,6 +102,7 @@ class Market:
     """Index walks per coin and lazily priced option tickers."""
 
     def __init__(self, coins: tuple[str, ...], *, seed: int, now_ms: int) -> None:
+        self._seed = seed
         self._walk = random.Random(seed)
         self._trades = random.Random(seed ^ 0x5EED)
         self.coins: dict[str, CoinState] = {}
@@ -109,19 +128,26 @@ class Market:
         self.now_ms = now_ms
 
     # --- instruments ----------------------------------------------------------------------
-    def add(self, instrument: Instrument) -> None:
-        """Start quoting ``instrument`` (a new listing)."""
+    def add(self, instrument: Instrument, *, fresh: bool = False) -> None:
+        """Start quoting ``instrument``; ``fresh``: a new listing (thin book, never traded)."""
         quote = Quote(instrument=instrument)
-        mark = self._price(instrument).price
-        tick = float(instrument.tick_size)
-        seed_price = max(round(mark / tick) * tick, tick)
-        quote.last = quote.open24 = quote.high24 = quote.low24 = seed_price
-        rng = self._trades
-        quote.open_interest = round(rng.uniform(0, 300), 2)
-        quote.volume24 = round(rng.uniform(0, 50), 2)
-        quote.turnover24 = quote.volume24 * self.coins[instrument.coin].index
-        quote.total_volume = quote.volume24 + round(rng.uniform(0, 500))
-        quote.total_turnover = quote.total_volume * self.coins[instrument.coin].index
+        priced = self._price(instrument)
+        kind = 2 if fresh else (1 if abs(priced.delta) < FAR_OTM_DELTA else 0)
+        # One draw per instrument from the seed and its symbol: independent of listing order.
+        rng = random.Random(f"{self._seed}:{instrument.symbol}")
+        quote.traded = rng.random() >= NEVER_TRADED[kind]
+        quote.bid_side = rng.random() >= EMPTY_BID[kind]
+        quote.ask_side = rng.random() >= EMPTY_ASK[kind]
+        if quote.traded:
+            tick = float(instrument.tick_size)
+            seed_price = max(round(priced.price / tick) * tick, tick)
+            quote.last = quote.open24 = quote.high24 = quote.low24 = seed_price
+            index = self.coins[instrument.coin].index
+            quote.open_interest = round(rng.uniform(0.01, 300), 2)
+            quote.volume24 = round(rng.uniform(0, 50), 2)
+            quote.turnover24 = quote.volume24 * index
+            quote.total_volume = quote.volume24 + round(rng.uniform(1, 500))
+            quote.total_turnover = quote.total_volume * index
         self._quotes[instrument.symbol] = quote
 
     def remove(self, symbol: str) -> None:
@@ -171,7 +197,7 @@ class Market:
         bid = math.floor((p.price - half_spread) / tick) * tick
         ask = max(math.ceil((p.price + half_spread) / tick) * tick, tick)
         rng = self._trades
-        if rng.random() < _TRADE_PROBABILITY:
+        if quote.traded and rng.random() < _TRADE_PROBABILITY:
             qty = round(rng.uniform(0.01, 5.0), 2)
             quote.last = max(round(p.price / tick) * tick, tick)
             quote.high24 = max(quote.high24, quote.last)
@@ -182,10 +208,13 @@ class Market:
             quote.total_turnover += qty * coin.index
             quote.open_interest = max(quote.open_interest + rng.choice((-qty, qty)), 0.0)
         iv_per_price = 1.0 / (p.vega * 100.0) if p.vega > 1e-9 else 0.0
-        has_bid = bid >= tick
+        has_bid = quote.bid_side and bid >= tick
+        has_ask = quote.ask_side
         # IV of the quotes; a tiny vega (deep in or out of the money) would make it absurd: cap the gap.
         bid_iv = p.vol - min((p.price - bid) * iv_per_price, 0.3 * p.vol) if has_bid else 0.0
         ask_iv = p.vol + min((ask - p.price) * iv_per_price, 0.3 * p.vol) if iv_per_price else p.vol * 1.3
+        if not has_ask:
+            ask_iv = 0.0
         near_delivery = ins.delivery_ms - self.now_ms <= PREDICTED_DELIVERY_WINDOW_MS
         dec = coin.spec.index_decimals
         change = (quote.last - quote.open24) / quote.open24 if quote.open24 > 0 else 0.0
@@ -194,8 +223,8 @@ class Market:
             "bidPrice": num(bid, places) if has_bid else "0",
             "bidSize": num(rng.uniform(0.1, 50.0), 2) if has_bid else "0",
             "bidIv": num(bid_iv, 4),
-            "askPrice": num(ask, places),
-            "askSize": num(rng.uniform(0.1, 50.0), 2),
+            "askPrice": num(ask, places) if has_ask else "0",
+            "askSize": num(rng.uniform(0.1, 50.0), 2) if has_ask else "0",
             "askIv": num(ask_iv, 4),
             "lastPrice": num(quote.last, places),
             "highPrice24h": num(quote.high24, places),

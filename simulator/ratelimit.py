@@ -1,7 +1,8 @@
 """Rate-limit answers in each of the forms a Bybit client meets (sans-I/O).
 
-- ``10006``: HTTP 200 with ``retCode 10006`` "Too many visits!" and the ``X-Bapi-Limit*`` headers
-  (Bybit's per-endpoint limit);
+- ``10006``: HTTP 200 with ``retCode 10006`` "Too many visits" and the ``X-Bapi-Limit*`` headers
+  (Bybit's per-endpoint limit; the body as in the live capture ``rest_error_10006_issue.json``,
+  whose ``retMsg`` has no "!" although the docs' fragment does);
 - ``403``: HTTP 403 "access too frequent" (Bybit's IP limit; no JSON envelope);
 - ``429``: HTTP 429 with ``Retry-After`` (what gateways and proxies send).
 ``cycle`` hands them out in that order, one per rate-limited call.
@@ -40,7 +41,7 @@ def rate_limit_answer(form: str, *, now_ms: int) -> HttpAnswer:
     """The answer of ``form`` ("10006", "403" or "429") at ``now_ms``."""
     reset_ms = now_ms - now_ms % WINDOW_MS + WINDOW_MS
     if form == "10006":
-        body = orjson.dumps({"retCode": RATE_LIMIT_RET_CODE, "retMsg": "Too many visits!", "result": {},
+        body = orjson.dumps({"retCode": RATE_LIMIT_RET_CODE, "retMsg": "Too many visits", "result": {},
                              "retExtInfo": {}, "time": now_ms})
         headers = {"X-Bapi-Limit-Status": "0", "X-Bapi-Limit": str(WINDOW_LIMIT),
                    "X-Bapi-Limit-Reset-Timestamp": str(reset_ms)}

@@ -158,8 +158,17 @@ class SimulatorHandle:
         return symbols
 
     def instruments(self) -> dict[str, list[str]]:
-        """coin -> symbols listed right now."""
+        """coin -> symbols trading right now (status Trading or Delivering), in REST order.
+
+        These are what a client streams. REST ``instruments-info`` also lists a few PreLaunch
+        instruments per coin by default, as Bybit does: see :meth:`prelaunch`.
+        """
         coins: dict[str, list[str]] = self._call("GET", "/control/instruments")["coins"]
+        return coins
+
+    def prelaunch(self) -> dict[str, list[str]]:
+        """coin -> symbols listed as PreLaunch (in instruments-info, not trading yet)."""
+        coins: dict[str, list[str]] = self._call("GET", "/control/instruments")["prelaunch"]
         return coins
 
     def list_new(self, coin: str, count: int) -> list[str]:

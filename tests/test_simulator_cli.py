@@ -32,7 +32,8 @@ def test_help_documents_every_flag() -> None:
     for flag in ("--port", "--host", "--coins", "--instruments-per-coin", "--push-interval", "--seed",
                  "--drop-every", "--no-pong", "--reject-subscribe-over", "--malformed-ratio",
                  "--rest-rate-limit", "--rest-rate-limit-mode", "--silent", "--response-style",
-                 "--idle-timeout", "--log-level", "--log-format", "/control/"):
+                 "--pong-style", "--cursor-style", "--idle-timeout", "--log-level", "--log-format",
+                 "/control/"):
         assert flag in done.stdout, flag
     assert "100 ms" in done.stdout or "0.1 s" in done.stdout
 
@@ -40,7 +41,8 @@ def test_help_documents_every_flag() -> None:
 @pytest.mark.parametrize("args", [
     ("--push-interval", "0.001"), ("--coins", "BTC,*"), ("--malformed-ratio", "2"),
     ("--rest-rate-limit-mode", "418"), ("--drop-every", "0"), ("--instruments-per-coin", "0"),
-    ("--response-style", "json"), ("--idle-timeout", "-1"),
+    ("--response-style", "json"), ("--pong-style", "op"), ("--cursor-style", "base64"),
+    ("--idle-timeout", "-1"),
 ])
 def test_bad_flags_exit_2_with_a_usage_message(args: tuple[str, ...]) -> None:
     done = run("--port", "1", *args)
@@ -80,8 +82,8 @@ def test_the_same_day_and_flags_give_the_same_listing(simulator_factory: Factory
 
 def test_state_reports_config_faults_and_counters(simulator_factory: Factory) -> None:
     sim = simulator_factory(instruments_per_coin=4, push_interval=0.5, seed=9,
-                            extra_args=["--no-pong", "--malformed-ratio", "0.5", "--response-style",
-                                        "command_resp"])
+                            extra_args=["--no-pong", "--malformed-ratio", "0.5", "--response-style", "op",
+                                        "--pong-style", "spot", "--cursor-style", "plain"])
     with urllib.request.urlopen(sim.rest_url + "/control/state", timeout=5) as resp:
         state = json.loads(resp.read())
     assert state["config"]["push_interval"] == 0.5
@@ -89,7 +91,8 @@ def test_state_reports_config_faults_and_counters(simulator_factory: Factory) ->
     assert state["config"]["coins"] == ["BTC", "ETH", "SOL"]
     assert state["faults"]["no_pong"] is True
     assert state["faults"]["malformed_ratio"] == 0.5
-    assert state["faults"]["response_style"] == "command_resp"
+    assert (state["faults"]["response_style"], state["faults"]["pong_style"],
+            state["faults"]["cursor_style"]) == ("op", "spot", "plain")
     for counter in ("connections_open", "frames_sent", "pings_answered", "subscribe_requests", "rest_calls",
                     "rate_limits_sent"):
         assert state["counters"][counter] == 0
@@ -98,7 +101,8 @@ def test_state_reports_config_faults_and_counters(simulator_factory: Factory) ->
     faults = sim.state()["faults"]
     assert faults["no_pong"] is False
     assert faults["malformed_ratio"] == 0.0
-    assert faults["response_style"] == "command_resp"  # an answer form, kept from start-up
+    # Answer forms are kept from start-up, not reset to Bybit's defaults.
+    assert (faults["response_style"], faults["pong_style"], faults["cursor_style"]) == ("op", "spot", "plain")
 
 
 async def test_sigterm_closes_websockets_with_going_away_and_exits_0(simulator_factory: Factory) -> None:

@@ -115,8 +115,7 @@ def test_silent_pushes_nothing_but_pings_are_still_answered() -> None:
     assert ex.push_cycle() == 0
     client.send({"req_id": "p", "op": "ping"})
     (pong,) = client.docs()
-    assert pong["op"] == "pong"
-    assert pong["req_id"] == "p"
+    assert pong == {"args": [str(ex.now_ms())], "op": "pong"}  # the option pong: no req_id, no conn_id
 
 
 def test_no_pong_ignores_pings_until_cleared() -> None:
@@ -129,7 +128,6 @@ def test_no_pong_ignores_pings_until_cleared() -> None:
     (pong,) = client.docs()
     assert pong["op"] == "pong"
     assert pong["args"][0].isdigit()
-    assert pong["conn_id"] == client.conn.conn_id
     assert ex.counters.pings_received == 2
     assert ex.counters.pings_answered == 1
 
@@ -181,17 +179,58 @@ def test_delivered_symbols_stop_pushing_vanish_from_truth_and_cannot_be_subscrib
     assert not Client(ex).exchange.is_listed(symbols[0])
     again = _subscribe(Client(ex), [symbols[0]])
     assert not again["success"]
-    assert "Invalid symbol" in again["ret_msg"]
+    assert again["data"]["failTopics"] == [f"tickers.{symbols[0]}"]
 
 
 def test_deliver_by_coin_takes_the_nearest_expiry_first() -> None:
     ex = _exchange(Clock())
     nearest = min(i.delivery_ms for i in ex.listed("BTC"))
+    before = len(ex.listed("BTC"))
     delivered = ex.deliver(coin="BTC", count=2)
     assert len(delivered) == 2
     assert all(s not in [i.symbol for i in ex.listed("BTC")] for s in delivered)
-    assert len(ex.listed("BTC")) == 18
+    assert len(ex.listed("BTC")) == before - 2
     assert min(i.delivery_ms for i in ex.listed("BTC")) >= nearest
+
+
+def test_a_few_prelaunch_instruments_are_listed_on_top_and_start_trading_at_their_launch() -> None:
+    clock = Clock()
+    ex = _exchange(clock)
+    now = ex.now_ms()
+    pre = ex.prelaunched("BTC")
+    assert len(pre) == 2  # 20 trading instruments per coin -> 2 PreLaunch
+    assert len(ex.traded("BTC")) == 20
+    assert {i.status(now) for i in ex.listed("BTC")} == {"PreLaunch", "Trading"}
+    assert {i.symbol for i in pre}.isdisjoint(i.symbol for i in ex.traded("BTC"))
+    page, _ = ex.instruments_page("BTC", None, 1000, status="PreLaunch")
+    assert page == pre
+    page, _ = ex.instruments_page("BTC", None, 1000, status="Trading")
+    assert page == ex.traded("BTC")
+    assert ex.instruments_page("BTC", None, 1000, status="Closed") == ([], None)
+    clock.t = (pre[0].launch_ms - now) / 1000
+    assert ex.prelaunched("BTC") == []
+    assert {i.symbol for i in pre} <= {i.symbol for i in ex.traded("BTC")}
+
+
+def test_instruments_are_delivering_in_their_last_half_hour_then_delivered() -> None:
+    clock = Clock()
+    ex = _exchange(clock)
+    first = ex.listed("BTC")[0]
+    clock.t = (first.delivery_ms - 30 * 60 * 1000 - ex.now_ms()) / 1000 + 1
+    assert first.status(ex.now_ms()) == "Delivering"
+    page, _ = ex.instruments_page("BTC", None, 1000, status="Delivering")
+    assert first in page
+    assert first in ex.traded("BTC")  # still quoting: clients keep streaming it
+    clock.t += 30 * 60
+    ex.housekeeping()
+    assert not ex.is_listed(first.symbol)
+
+
+def test_new_listings_have_never_traded() -> None:
+    ex = _exchange(Clock())
+    for symbol in ex.list_new("ETH", 5):
+        data = ex.market.quote(symbol).data
+        assert data["lastPrice"] == data["volume24h"] == data["openInterest"] == "0"
 
 
 def test_rest_rate_limit_answers_k_calls_then_recovers() -> None:
@@ -219,20 +258,43 @@ def test_invalid_json_and_unknown_ops_get_an_error_answer() -> None:
     assert "trade" in answers[2]["ret_msg"]
 
 
-@pytest.mark.parametrize("style", ["op", "command_resp"])
-def test_subscription_answers_in_both_styles(style: str) -> None:
+def test_subscription_answers_default_to_bybits_option_command_resp() -> None:
+    ex = _exchange(Clock())
+    good = ex.listed("BTC")[0].symbol
+    client = Client(ex)
+    answer = _subscribe(client, [good, "BTC-1JAN99-1-C"])
+    topics = {"failTopics": ["tickers.BTC-1JAN99-1-C"], "successTopics": [f"tickers.{good}"]}
+    assert answer == {"success": False, "conn_id": client.conn.conn_id, "data": topics,
+                      "type": "COMMAND_RESP"}
+
+
+@pytest.mark.parametrize("style", ["op", "command_resp_echo"])
+def test_subscription_answers_in_the_compat_styles_echo_req_id_and_reasons(style: str) -> None:
     ex = _exchange(Clock(), response_style=style)
     good = ex.listed("BTC")[0].symbol
     answer = _subscribe(Client(ex), [good, "BTC-1JAN99-1-C"])
     assert answer["success"] is False
+    assert answer["req_id"] == "s"
     assert "tickers.BTC-1JAN99-1-C" in answer["ret_msg"]
-    if style == "command_resp":
+    if style == "command_resp_echo":
         assert answer["type"] == "COMMAND_RESP"
         assert answer["data"] == {"failTopics": ["tickers.BTC-1JAN99-1-C"],
                                   "successTopics": [f"tickers.{good}"]}
     else:
         assert answer["op"] == "subscribe"
         assert "data" not in answer
+
+
+def test_clearing_faults_keeps_the_answer_forms_chosen_at_start() -> None:
+    ex = _exchange(Clock(), response_style="op", pong_style="echo", cursor_style="plain",
+                   rest_rate_limit_mode="429")
+    ex.set_faults({"response_style": "command_resp", "pong_style": "spot", "cursor_style": "percent",
+                   "no_pong": True, "silent": True})
+    faults = ex.clear_faults()
+    assert (faults.response_style, faults.pong_style, faults.cursor_style, faults.rest_rate_limit_mode) == (
+        "op", "echo", "plain", "429")
+    assert not faults.no_pong
+    assert not faults.silent
 
 
 def test_closing_a_connection_forgets_its_subscriptions() -> None:

@@ -6,6 +6,7 @@ import datetime as dt
 import math
 import re
 from decimal import Decimal
+from urllib.parse import quote, unquote
 
 import orjson
 import pytest
@@ -17,17 +18,19 @@ from simulator import frames, malformed
 from simulator.faults import FaultError, Faults
 from simulator.listings import (
     DEFAULT_INSTRUMENTS,
+    DELIVERING_WINDOW_MS,
     ListingGenerator,
     expiry_calendar,
     expiry_code,
     nice_step,
+    prelaunch_count,
 )
 from simulator.market import TICKER_FIELDS, Market, num, rest_ticker
 from simulator.outbox import Outbox
 from simulator.paging import decode_cursor, encode_cursor, page
 from simulator.pricing import black76
 from simulator.ratelimit import form_for, rate_limit_answer
-from simulator.subscriptions import MAX_ARGS, MAX_ARGS_CHARS, SubscriptionBook
+from simulator.subscriptions import MAX_ARGS, MAX_ARGS_CHARS, Outcome, SubscriptionBook
 
 NOW = dt.datetime(2026, 12, 30, 7, 30, tzinfo=dt.UTC)  # a Wednesday, 30 min before delivery
 DECIMAL_RE = re.compile(r"^-?[0-9]+(\.[0-9]+)?$")
@@ -102,6 +105,40 @@ def test_listing_more_continues_without_repeating_a_symbol() -> None:
     assert all(i.launch_ms == 123 for i in more)
 
 
+def test_status_is_prelaunch_before_launch_delivering_in_the_last_half_hour_and_trading_between() -> None:
+    ins = ListingGenerator("BTC", now=NOW).take(1)[0]
+    assert ins.status(ins.launch_ms - 1) == "PreLaunch"
+    assert ins.status(ins.launch_ms) == "Trading"
+    assert ins.status(ins.delivery_ms - DELIVERING_WINDOW_MS - 1) == "Trading"
+    assert ins.status(ins.delivery_ms - DELIVERING_WINDOW_MS) == "Delivering"
+    assert ins.status(ins.delivery_ms - 1) == "Delivering"
+
+
+def test_prelaunch_instruments_are_the_next_expiry_launching_at_the_next_0800() -> None:
+    gen = ListingGenerator("ETH", now=NOW)
+    trading = gen.take(100)
+    pre = gen.prelaunch(4)
+    now_ms = int(NOW.timestamp() * 1000)
+    assert len({i.symbol for i in pre}) == 4
+    assert not {i.symbol for i in pre} & {i.symbol for i in trading}
+    assert {i.status(now_ms) for i in pre} == {"PreLaunch"}
+    assert {i.status(now_ms) for i in trading} == {"Trading"}
+    assert {i.launch_ms for i in pre} == {int(dt.datetime(2026, 12, 30, 8, tzinfo=dt.UTC).timestamp() * 1000)}
+    (expiry,) = {i.delivery_ms for i in pre}
+    assert expiry not in {int(e.timestamp() * 1000) for e in gen.expiries}
+    assert expiry > int(gen.expiries[2].timestamp() * 1000)  # after the three dailies
+    assert all(parse_symbol(i.symbol) is not None and i.settle == "USDC" for i in pre)
+    assert [prelaunch_count(n) for n in (5, 10, 39, 40, 700)] == [0, 1, 3, 4, 4]
+
+
+def test_display_name_is_empty_for_usdc_and_bybits_form_for_usdt_settled() -> None:
+    by_settle = {i.settle: i for i in ListingGenerator("BTC", now=NOW).take(4)}
+    assert by_settle["USDC"].display_name == ""
+    usdt = by_settle["USDT"]
+    base = usdt.symbol.removesuffix("-USDT").removeprefix("BTC-")
+    assert usdt.display_name == f"BTCUSDT-{base}"  # docs: BTC-27MAR26-70000-P-USDT -> BTCUSDT-27MAR26-70000-P
+
+
 def test_nice_steps_are_one_two_two_and_a_half_or_five_times_a_power_of_ten() -> None:
     assert nice_step(475) == Decimal(500)
     assert nice_step(17.5) == Decimal(20)
@@ -148,7 +185,39 @@ def test_every_ticker_field_is_a_finite_decimal_string_like_bybits() -> None:
                 assert math.isfinite(float(value))
         bid, ask, mark = float(data["bidPrice"]), float(data["askPrice"]), float(data["markPrice"])
         assert bid == 0 or bid <= mark, (symbol, data)
-        assert mark <= ask, (symbol, data)
+        assert ask == 0 or mark <= ask, (symbol, data)
+
+
+def test_some_books_are_one_sided_or_untraded_and_their_values_are_zeros_as_on_bybit() -> None:
+    """Captures show a bid side of "0"s (docs) and both sides "0" (live): the market has both."""
+    market, symbols = _market()
+    market.step(seconds=1, now_ms=int(NOW.timestamp() * 1000) + 1000)
+    datas = [market.quote(s).data for s in symbols]
+    trade_fields = ("lastPrice", "highPrice24h", "lowPrice24h", "openInterest", "volume24h", "turnover24h",
+                    "totalVolume", "totalTurnover", "change24h")
+    no_bid = [d for d in datas if d["bidPrice"] == "0"]
+    no_ask = [d for d in datas if d["askPrice"] == "0"]
+    untraded = [d for d in datas if d["lastPrice"] == "0"]
+    full = [d for d in datas if "0" not in (d["bidPrice"], d["askPrice"], d["lastPrice"])]
+    for subset in (no_bid, no_ask, untraded):
+        assert 0.01 * len(datas) < len(subset) < 0.5 * len(datas)
+    assert [d for d in no_bid if d in no_ask]  # both sides empty, like the live capture
+    assert len(full) > 0.4 * len(datas)
+    assert all(d["bidSize"] == d["bidIv"] == "0" for d in no_bid)
+    assert all(d["askSize"] == d["askIv"] == "0" for d in no_ask)
+    assert all(d[f] == "0" for d in untraded for f in trade_fields)
+    assert all(v != "" for d in datas for v in d.values())
+
+
+def test_a_fresh_listing_has_never_traded() -> None:
+    market = Market(("BTC",), seed=7, now_ms=int(NOW.timestamp() * 1000))
+    new = ListingGenerator("BTC", now=NOW).take(30)
+    for ins in new:
+        market.add(ins, fresh=True)
+    for ins in new:
+        data = market.quote(ins.symbol).data
+        assert (data["lastPrice"], data["volume24h"], data["openInterest"]) == ("0", "0", "0")
+        assert float(data["markPrice"]) > 0
 
 
 def test_the_same_seed_gives_the_same_market() -> None:
@@ -174,12 +243,14 @@ def test_the_index_walks_and_prices_follow_it() -> None:
     assert 50_000 < float(after["indexPrice"]) < 200_000
 
 
-def test_rest_tickers_use_bybits_rest_field_names() -> None:
+def test_rest_tickers_use_bybits_rest_field_names_in_its_order() -> None:
     market, symbols = _market(coins=("SOL",))
     row = rest_ticker(market.quote(symbols[0]).data)
-    assert {"bid1Price", "bid1Size", "bid1Iv", "ask1Price", "ask1Size", "ask1Iv", "markIv"} <= set(row)
-    assert not {"bidPrice", "askPrice", "markPriceIv"} & set(row)
-    assert len(row) == len(TICKER_FIELDS)
+    assert list(row) == ["symbol", "bid1Price", "bid1Size", "bid1Iv", "ask1Price", "ask1Size", "ask1Iv",
+                         "lastPrice", "highPrice24h", "lowPrice24h", "markPrice", "indexPrice", "markIv",
+                         "underlyingPrice", "openInterest", "turnover24h", "volume24h", "totalVolume",
+                         "totalTurnover", "delta", "gamma", "vega", "theta", "predictedDeliveryPrice",
+                         "change24h"]
 
 
 def test_numbers_are_written_without_exponent_or_negative_zero() -> None:
@@ -255,11 +326,23 @@ def test_unsubscribe_frees_the_budget_and_fails_topics_not_held() -> None:
 # --- paging -------------------------------------------------------------------------------------
 def test_cursor_round_trips_and_rejects_foreign_or_garbage_cursors() -> None:
     key = (1795939200000, 95000.0, 1, "USDT")
-    cursor = encode_cursor("BTC", key)
-    assert decode_cursor(cursor, "BTC") == key
-    assert decode_cursor(cursor, "ETH") is None
-    for bad in ("", "abc", "!!!", "W10", encode_cursor("BTC", key)[:-3]):
-        assert decode_cursor(bad, "BTC") is None
+    for style in ("percent", "plain"):
+        received = unquote(encode_cursor("BTC", key, style=style))  # the server decodes the query once
+        assert decode_cursor(received, "BTC") == key
+        assert decode_cursor(received, "ETH") is None
+        for bad in ("", "abc", "!!!", "W10", received[:-3], "1," + received[:-3]):
+            assert decode_cursor(bad, "BTC") is None
+
+
+def test_a_percent_cursor_is_accepted_sent_back_unchanged_and_refused_encoded_again() -> None:
+    key = (1795939200000, 95000.0, 0, "USDC")
+    text = encode_cursor("ETH", key)
+    assert re.fullmatch(r"1%2C[A-Za-z0-9_-]+", text)  # like Bybit's 0%2C500: opaque, percent-escaped
+    assert decode_cursor(unquote(text), "ETH") == key  # sent unchanged: %2C on the wire
+    assert decode_cursor(unquote(quote(text, safe="")), "ETH") is None  # %252C on the wire
+    plain = encode_cursor("ETH", key, style="plain")
+    assert re.fullmatch(r"[A-Za-z0-9_-]+", plain)
+    assert decode_cursor(unquote(quote(plain, safe="")), "ETH") == key  # survives any encoding
 
 
 def test_paging_by_key_neither_repeats_nor_skips_when_items_vanish() -> None:
@@ -284,6 +367,7 @@ def test_fault_changes_are_validated() -> None:
     assert faults.malformed_ratio == 0.25
     for bad in ({"typo": 1}, {"no_pong": 1}, {"malformed_ratio": 2}, {"drop_every": 0},
                 {"rest_rate_limit": -1}, {"rest_rate_limit_mode": "418"}, {"response_style": "x"},
+                {"pong_style": "op"}, {"cursor_style": "base64"},
                 {"reject_subscribe_over": True}, {"drop_every": float("nan")}):
         with pytest.raises(FaultError):
             Faults().updated(bad)
@@ -304,13 +388,44 @@ def test_rate_limit_forms_cycle_and_carry_bybits_signals() -> None:
     assert int(too_many.headers["Retry-After"]) >= 1
 
 
-def test_ticker_frame_is_the_bybit_envelope() -> None:
+def test_ticker_frame_is_the_bybit_envelope_in_its_key_order() -> None:
     data = {"symbol": "BTC-3JAN27-95000-C", "markPrice": "1"}
     raw = frames.ticker_frame(b"tickers.BTC-3JAN27-95000-C", 42, 1700000000000, orjson.dumps(data))
-    assert orjson.loads(raw) == {
+    doc = orjson.loads(raw)
+    assert doc == {
         "id": "tickers.BTC-3JAN27-95000-C-42-1700000000000", "topic": "tickers.BTC-3JAN27-95000-C",
         "ts": 1700000000000, "type": "snapshot", "data": data,
     }
+    assert list(doc) == ["id", "topic", "ts", "data", "type"]
+
+
+_MIXED = Outcome(("tickers.A",), ("tickers.B",), "error:Invalid symbol,topic:tickers.B")
+
+
+@pytest.mark.parametrize(("style", "keys"), [
+    ("command_resp", ["success", "conn_id", "data", "type"]),
+    ("command_resp_echo", ["success", "ret_msg", "conn_id", "req_id", "data", "type"]),
+    ("op", ["success", "ret_msg", "conn_id", "req_id", "op"]),
+])
+def test_subscription_answer_forms(style: str, keys: list[str]) -> None:
+    doc = orjson.loads(frames.subscription_answer(style=style, op="subscribe", conn_id="c", req_id="r",
+                                                  outcome=_MIXED))
+    assert list(doc) == keys
+    assert doc["success"] is False
+    if "data" in doc:
+        assert doc["data"] == {"failTopics": ["tickers.B"], "successTopics": ["tickers.A"]}
+        assert list(doc["data"]) == ["failTopics", "successTopics"]
+
+
+@pytest.mark.parametrize(("style", "expected"), [
+    ("option", {"args": ["1700000000000"], "op": "pong"}),
+    ("echo", {"req_id": "r", "op": "pong", "args": ["1700000000000"], "conn_id": "c"}),
+    ("spot", {"success": True, "ret_msg": "pong", "conn_id": "c", "op": "ping"}),
+])
+def test_pong_forms(style: str, expected: dict[str, object]) -> None:
+    doc = orjson.loads(frames.pong(style=style, conn_id="c", req_id="r", now_ms=1700000000000))
+    assert doc == expected
+    assert list(doc) == list(expected)
 
 
 def test_malformed_kinds_cover_the_brief_and_each_is_really_malformed() -> None:

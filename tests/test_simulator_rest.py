@@ -13,13 +13,13 @@ import pytest
 from common.symbols import parse_symbol
 from tests.fixtures_simulator import SimulatorHandle
 
-INSTRUMENT_KEYS = {"symbol", "status", "baseCoin", "quoteCoin", "settleCoin", "optionsType", "launchTime",
-                   "deliveryTime", "deliveryFeeRate", "priceFilter", "lotSizeFilter"}
-REST_TICKER_KEYS = {"symbol", "bid1Price", "bid1Size", "bid1Iv", "ask1Price", "ask1Size", "ask1Iv",
-                    "lastPrice",
-                    "highPrice24h", "lowPrice24h", "markPrice", "indexPrice", "markIv", "underlyingPrice",
-                    "openInterest", "turnover24h", "volume24h", "totalVolume", "totalTurnover", "delta",
-                    "gamma", "vega", "theta", "predictedDeliveryPrice", "change24h"}
+# Bybit's documented option item (tests/data/bybit/rest_instruments_option_usdt_docs.json), in its order.
+INSTRUMENT_KEYS = ["symbol", "status", "baseCoin", "quoteCoin", "settleCoin", "optionsType", "launchTime",
+                   "deliveryTime", "deliveryFeeRate", "priceFilter", "lotSizeFilter", "displayName"]
+REST_TICKER_KEYS = ["symbol", "bid1Price", "bid1Size", "bid1Iv", "ask1Price", "ask1Size", "ask1Iv",
+                    "lastPrice", "highPrice24h", "lowPrice24h", "markPrice", "indexPrice", "markIv",
+                    "underlyingPrice", "openInterest", "turnover24h", "volume24h", "totalVolume",
+                    "totalTurnover", "delta", "gamma", "vega", "theta", "predictedDeliveryPrice", "change24h"]
 
 
 def get(sim: SimulatorHandle, path: str) -> tuple[int, dict[str, str], bytes]:
@@ -42,6 +42,7 @@ def all_pages(sim: SimulatorHandle, coin: str, limit: int) -> tuple[list[dict[st
     cursor = ""
     pages = 0
     while True:
+        # The cursor goes into the URL unchanged: Bybit's (and ours) is already percent-encoded.
         doc = get_json(sim, f"/v5/market/instruments-info?category=option&baseCoin={coin}&limit={limit}"
                             + (f"&cursor={cursor}" if cursor else ""))
         assert doc["retCode"] == 0, doc
@@ -74,43 +75,60 @@ def test_every_answer_has_bybits_envelope(small_sim: SimulatorHandle) -> None:
 
 def test_paging_reaches_every_default_instrument_once(simulator: SimulatorHandle) -> None:
     listed = simulator.instruments()
+    prelaunch = simulator.prelaunch()
     assert 1900 <= sum(len(v) for v in listed.values()) <= 2100
     for coin, symbols in listed.items():
+        assert len(prelaunch[coin]) == 4
         items, pages = all_pages(simulator, coin, 1000)
         got = [i["symbol"] for i in items]
-        assert len(got) == len(set(got)) == len(symbols)
-        assert set(got) == set(symbols)
+        assert len(got) == len(set(got)) == len(symbols) + 4
+        assert set(got) == set(symbols) | set(prelaunch[coin])
         assert pages == 1
     items, pages = all_pages(simulator, "BTC", 97)
-    assert pages == -(-len(listed["BTC"]) // 97)
-    assert [i["symbol"] for i in items] == listed["BTC"]
+    assert pages == -(-(len(listed["BTC"]) + 4) // 97)
+    assert [i["symbol"] for i in items if i["status"] != "PreLaunch"] == listed["BTC"]
+    assert [i["symbol"] for i in items if i["status"] == "PreLaunch"] == prelaunch["BTC"]
 
 
 def test_instrument_items_carry_bybits_fields(small_sim: SimulatorHandle) -> None:
     items, _ = all_pages(small_sim, "ETH", 500)
     assert items
     for item in items:
-        assert set(item) == INSTRUMENT_KEYS
+        assert list(item) == INSTRUMENT_KEYS
         parsed = parse_symbol(item["symbol"])
         assert parsed is not None
         assert parsed.base == "ETH" == item["baseCoin"]
-        assert item["status"] == "Trading"
         assert item["optionsType"] == ("Call" if parsed.kind == "C" else "Put")
         if parsed.settle == "USDT":
             assert (item["quoteCoin"], item["settleCoin"]) == ("USDT", "USDT")
+            middle = item["symbol"].removeprefix("ETH-").removesuffix("-USDT")
+            assert item["displayName"] == f"ETHUSDT-{middle}"
         else:
             assert (item["quoteCoin"], item["settleCoin"]) == ("USD", "USDC")
+            assert item["displayName"] == ""
         assert int(item["launchTime"]) < int(item["deliveryTime"])
-        assert set(item["priceFilter"]) == {"minPrice", "maxPrice", "tickSize"}
-        assert set(item["lotSizeFilter"]) == {"maxOrderQty", "minOrderQty", "qtyStep"}
+        assert list(item["priceFilter"]) == ["minPrice", "maxPrice", "tickSize"]
+        assert list(item["lotSizeFilter"]) == ["maxOrderQty", "minOrderQty", "qtyStep"]
         filters = (*item["priceFilter"].values(), *item["lotSizeFilter"].values())
         assert all(isinstance(v, str) for v in filters)
+    statuses = {i["symbol"]: i["status"] for i in items}
+    assert {s for s, status in statuses.items() if status == "PreLaunch"} == set(small_sim.prelaunch()["ETH"])
+    assert {s for s, status in statuses.items() if status == "Trading"} == set(small_sim.instruments()["ETH"])
+
+
+@pytest.mark.parametrize("status", ["PreLaunch", "Trading", "Delivering", "Closed"])
+def test_the_status_parameter_filters_the_listing(small_sim: SimulatorHandle, status: str) -> None:
+    doc = get_json(small_sim, f"/v5/market/instruments-info?category=option&baseCoin=SOL&status={status}")
+    got = [i["symbol"] for i in doc["result"]["list"]]
+    assert {i["status"] for i in doc["result"]["list"]} <= {status}
+    expected = {"PreLaunch": small_sim.prelaunch()["SOL"], "Trading": small_sim.instruments()["SOL"]}
+    assert got == expected.get(status, [])  # nothing is within 30 min of delivery; Closed is never listed
 
 
 def test_without_base_coin_the_answer_is_btc(small_sim: SimulatorHandle) -> None:
     doc = get_json(small_sim, "/v5/market/instruments-info?category=option")
     assert {i["baseCoin"] for i in doc["result"]["list"]} == {"BTC"}
-    assert len(doc["result"]["list"]) == 40
+    assert len(doc["result"]["list"]) == 40 + 4  # trading and PreLaunch
 
 
 def test_one_symbol_can_be_asked_for_without_its_coin(small_sim: SimulatorHandle) -> None:
@@ -131,6 +149,7 @@ def test_an_unlisted_coin_has_no_instruments(small_sim: SimulatorHandle) -> None
     "", "category=", "category=futures", "category=linear", "category=option&limit=0",
     "category=option&limit=1001", "category=option&limit=abc", "category=option&cursor=garbage",
     "category=option&baseCoin=b*", "category=option&baseCoin=ETH&cursor=WzEsIkJUQyIsWzEsMSwwLCIiXV0",
+    "category=option&baseCoin=BTC&cursor=1%252CWzEsIkJUQyIsWzEsMSwwLCIiXV0", "category=option&status=Live",
 ])
 def test_bad_parameters_answer_retcode_10001_with_http_200(small_sim: SimulatorHandle, query: str) -> None:
     status, _, body = get(small_sim, f"/v5/market/instruments-info?{query}")
@@ -147,7 +166,7 @@ def test_limit_bounds_one_and_a_thousand_are_accepted(small_sim: SimulatorHandle
     assert len(one["result"]["list"]) == 1
     assert one["result"]["nextPageCursor"]
     thousand = get_json(small_sim, "/v5/market/instruments-info?category=option&baseCoin=SOL&limit=1000")
-    assert len(thousand["result"]["list"]) == 40
+    assert len(thousand["result"]["list"]) == 40 + 4
     assert thousand["result"]["nextPageCursor"] == ""
 
 
@@ -172,17 +191,27 @@ def test_paging_survives_listings_and_deliveries_between_pages(small_sim: Simula
 def test_tickers_endpoint_gives_every_listed_symbol_with_rest_field_names(small_sim: SimulatorHandle) -> None:
     doc = get_json(small_sim, "/v5/market/tickers?category=option&baseCoin=ETH")
     assert doc["retCode"] == 0
+    assert list(doc["result"]) == ["category", "list"]
     assert doc["result"]["category"] == "option"
     rows = doc["result"]["list"]
-    assert sorted(r["symbol"] for r in rows) == sorted(small_sim.instruments()["ETH"])
+    listed = small_sim.instruments()["ETH"] + small_sim.prelaunch()["ETH"]
+    assert sorted(r["symbol"] for r in rows) == sorted(listed)
     for row in rows:
-        assert set(row) == REST_TICKER_KEYS
-        assert all(isinstance(v, str) for v in row.values())
+        assert list(row) == REST_TICKER_KEYS
+        assert all(isinstance(v, str) and v != "" for v in row.values())
     one = rows[3]["symbol"]
     single = get_json(small_sim, f"/v5/market/tickers?category=option&symbol={one}")["result"]["list"]
     assert [r["symbol"] for r in single] == [one]
     bad = get_json(small_sim, "/v5/market/tickers?category=spot&baseCoin=ETH")
     assert bad["retCode"] == 10001
+
+
+def test_option_tickers_need_a_base_coin_or_a_symbol(small_sim: SimulatorHandle) -> None:
+    doc = get_json(small_sim, "/v5/market/tickers?category=option")
+    assert doc["retCode"] == 10001
+    assert "baseCoin" in doc["retMsg"]
+    assert doc["result"] == {}
+    assert small_sim.state()["counters"]["rest_params_errors"] == 1
 
 
 def test_unknown_paths_are_404(small_sim: SimulatorHandle) -> None:
@@ -197,7 +226,7 @@ def test_rate_limit_fault_answers_each_bybit_form_then_recovers(small_sim: Simul
     assert status == 200
     doc = json.loads(body)
     assert doc["retCode"] == 10006
-    assert doc["retMsg"] == "Too many visits!"
+    assert doc["retMsg"] == "Too many visits"  # the live capture's text (the docs add a "!")
     assert headers["X-Bapi-Limit-Status"] == "0"
     assert int(headers["X-Bapi-Limit"]) > 0
     assert int(headers["X-Bapi-Limit-Reset-Timestamp"]) >= doc["time"]

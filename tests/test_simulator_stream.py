@@ -48,13 +48,17 @@ async def collect_until(ws: ClientConnection, stop: Callable[[Any], bool],
 
 async def request(ws: ClientConnection, op: str,
                   args: list[Any] | None = None) -> tuple[dict[str, Any], list[str | bytes]]:
-    """Send ``op`` with a fresh req_id; its answer, and the messages that arrived before it."""
-    req_id = uuid.uuid4().hex
-    msg: dict[str, Any] = {"req_id": req_id, "op": op}
+    """Send ``op`` with a fresh req_id; its answer, and the messages that arrived before it.
+
+    The answer is the first message that is not a ticker push: Bybit's option stream answers
+    without a req_id (COMMAND_RESP, ``{"args", "op": "pong"}``), so answers are matched by order.
+    The simulator answers a connection's requests in order, and these tests send one at a time.
+    """
+    msg: dict[str, Any] = {"req_id": uuid.uuid4().hex, "op": op}
     if args is not None:
         msg["args"] = args
     await ws.send(json.dumps(msg))
-    seen = await collect_until(ws, lambda d: d.get("req_id") == req_id and "topic" not in d)
+    seen = await collect_until(ws, lambda d: "topic" not in d)
     answer: dict[str, Any] = json.loads(seen[-1])
     return answer, seen[:-1]
 
@@ -87,32 +91,42 @@ def fast_sim(simulator_factory: Factory) -> SimulatorHandle:
     return simulator_factory(instruments_per_coin=30, push_interval=0.1)
 
 
-async def test_subscribe_is_answered_in_the_option_op_form(fast_sim: SimulatorHandle) -> None:
+#: The option stream's conn_id form (docs and live captures): hex groups of 16-8-8-16-8 digits.
+OPTION_CONN_ID = re.compile(r"[0-9a-f]{16}-[0-9a-f]{8}-[0-9a-f]{8}-[0-9a-f]{16}-[0-9a-f]{8}")
+
+
+async def test_subscribe_is_answered_in_bybits_option_command_resp_form(fast_sim: SimulatorHandle) -> None:
     symbols = fast_sim.instruments()["BTC"][:5]
     async with open_stream(fast_sim.ws_url) as ws:
         answer, _ = await request(ws, "subscribe", topics(symbols))
-        assert set(answer) == {"success", "ret_msg", "conn_id", "req_id", "op"}
+        assert list(answer) == ["success", "conn_id", "data", "type"]  # no req_id, op or ret_msg
         assert answer["success"] is True
-        assert answer["ret_msg"] == ""
-        assert answer["op"] == "subscribe"
-        uuid.UUID(answer["conn_id"])
+        assert answer["data"] == {"failTopics": [], "successTopics": topics(symbols)}
+        assert answer["type"] == "COMMAND_RESP"
+        assert OPTION_CONN_ID.fullmatch(answer["conn_id"])
         pushed = tickers_of(await collect_until(ws, lambda d: d.get("data", {}).get("symbol") == symbols[-1]))
         assert {t["data"]["symbol"] for t in pushed} <= set(symbols)
 
 
-async def test_subscribe_is_answered_in_the_command_resp_form_when_asked(simulator_factory: Factory) -> None:
-    sim = simulator_factory(instruments_per_coin=10, push_interval=0.1,
-                            extra_args=["--response-style", "command_resp"])
+async def test_the_compat_answer_forms_can_be_chosen_at_start_and_at_run_time(
+        simulator_factory: Factory) -> None:
+    sim = simulator_factory(instruments_per_coin=10, push_interval=0.1, extra_args=["--response-style", "op"])
     symbols = sim.instruments()["ETH"][:2]
     async with open_stream(sim.ws_url) as ws:
         answer, _ = await request(ws, "subscribe", [*topics(symbols), "tickers.ETH-1JAN20-1-C"])
-        assert answer["type"] == "COMMAND_RESP"
+        assert list(answer) == ["success", "ret_msg", "conn_id", "req_id", "op"]
         assert answer["success"] is False
-        assert answer["data"] == {"failTopics": ["tickers.ETH-1JAN20-1-C"], "successTopics": topics(symbols)}
-        sim.set_faults(response_style="op")
+        assert "tickers.ETH-1JAN20-1-C" in answer["ret_msg"]
+        sim.set_faults(response_style="command_resp_echo")
         answer, _ = await request(ws, "unsubscribe", topics(symbols))
         assert answer == {"success": True, "ret_msg": "", "conn_id": answer["conn_id"],
-                          "req_id": answer["req_id"], "op": "unsubscribe"}
+                          "req_id": answer["req_id"],
+                          "data": {"failTopics": [], "successTopics": topics(symbols)},
+                          "type": "COMMAND_RESP"}
+        sim.clear_faults()
+        assert sim.state()["faults"]["response_style"] == "op"  # the start-up form, not the default
+        answer, _ = await request(ws, "subscribe", topics(symbols[:1]))
+        assert answer["op"] == "subscribe"
 
 
 async def test_unknown_symbols_and_topics_fail_while_valid_ones_still_stream(
@@ -122,8 +136,7 @@ async def test_unknown_symbols_and_topics_fail_while_valid_ones_still_stream(
     async with open_stream(fast_sim.ws_url) as ws:
         answer, _ = await request(ws, "subscribe", [f"tickers.{good}", *bad])
         assert answer["success"] is False
-        for topic in bad:
-            assert topic in answer["ret_msg"]
+        assert answer["data"] == {"failTopics": bad, "successTopics": [f"tickers.{good}"]}
         await collect_until(ws, lambda d: d.get("topic") == f"tickers.{good}")
 
 
@@ -132,7 +145,7 @@ async def test_a_subscription_past_2000_args_fails_entirely(fast_sim: SimulatorH
     async with open_stream(fast_sim.ws_url) as ws:
         answer, _ = await request(ws, "subscribe", [f"tickers.{symbols[0]}"] * 2001)
         assert answer["success"] is False
-        assert "2000" in answer["ret_msg"]
+        assert answer["data"] == {"failTopics": [f"tickers.{symbols[0]}"] * 2001, "successTopics": []}
         assert fast_sim.state()["counters"]["subscriptions"] == 0
         answer, _ = await request(ws, "subscribe", topics(symbols[:3]))
         assert answer["success"] is True
@@ -143,7 +156,7 @@ async def test_a_connection_may_hold_21000_characters_of_args_in_total(simulator
     btc, eth = topics(listed["BTC"]), topics(listed["ETH"])
     async with open_stream(simulator.ws_url) as ws:
         answer, _ = await request(ws, "subscribe", btc)  # ~19 kB of args
-        assert answer["success"] is True, answer["ret_msg"]
+        assert answer["success"] is True, answer["data"]
         budget = 21000 - sum(map(len, btc))
         fits: list[str] = []
         for topic in eth:
@@ -152,9 +165,9 @@ async def test_a_connection_may_hold_21000_characters_of_args_in_total(simulator
             fits.append(topic)
         over, _ = await request(ws, "subscribe", [*fits, eth[len(fits)]])
         assert over["success"] is False
-        assert "21000" in over["ret_msg"]
+        assert over["data"] == {"failTopics": [*fits, eth[len(fits)]], "successTopics": []}
         exact, _ = await request(ws, "subscribe", fits)
-        assert exact["success"] is True, exact["ret_msg"]
+        assert exact["success"] is True, exact["data"]
     assert simulator.state()["counters"]["subscribe_failures"] == 1
 
 
@@ -165,7 +178,8 @@ async def test_unsubscribed_symbols_stop_streaming(fast_sim: SimulatorHandle) ->
         await collect_until(ws, lambda d: d.get("topic") == f"tickers.{drop}")
         answer, _ = await request(ws, "unsubscribe", [f"tickers.{drop}", "tickers.ETH-1JAN20-1-C"])
         assert answer["success"] is False
-        assert "tickers.ETH-1JAN20-1-C" in answer["ret_msg"]
+        assert answer["data"] == {"failTopics": ["tickers.ETH-1JAN20-1-C"],
+                                  "successTopics": [f"tickers.{drop}"]}
         since, _ = await server_ms(ws)
         later = tickers_of(await collect_until(
             ws, lambda d: d.get("topic") == f"tickers.{keep}" and d["ts"] > since + 250))
@@ -177,13 +191,19 @@ async def test_ping_is_answered_with_the_option_pong(fast_sim: SimulatorHandle) 
         before = int(time.time() * 1000)
         await ws.send(json.dumps({"req_id": "hb-1", "op": "ping"}))
         pong = json.loads(await ws.recv())
-        assert set(pong) == {"req_id", "op", "args", "conn_id"}
-        assert pong["req_id"] == "hb-1"
+        assert list(pong) == ["args", "op"]  # the option stream echoes neither req_id nor conn_id
         assert pong["op"] == "pong"
         assert abs(int(pong["args"][0]) - before) < 5000
+        fast_sim.set_faults(pong_style="echo")
+        await ws.send(json.dumps({"req_id": "hb-2", "op": "ping"}))
+        echo = json.loads(await ws.recv())
+        assert list(echo) == ["req_id", "op", "args", "conn_id"]
+        assert echo["req_id"] == "hb-2"
+        fast_sim.set_faults(pong_style="spot")
         await ws.send(json.dumps({"op": "ping"}))
-        assert json.loads(await ws.recv())["req_id"] == ""
-    assert fast_sim.state()["counters"]["pings_answered"] == 2
+        assert json.loads(await ws.recv()) == {"success": True, "ret_msg": "pong", "conn_id": echo["conn_id"],
+                                               "op": "ping"}
+    assert fast_sim.state()["counters"]["pings_answered"] == 3
 
 
 async def test_invalid_json_and_unknown_ops_are_refused_and_the_connection_lives_on(
@@ -218,7 +238,7 @@ async def test_ticker_pushes_are_well_formed_bybit_snapshots(fast_sim: Simulator
         pushes.append(json.loads(raw))
     now = time.time() * 1000
     for push in pushes:
-        assert tuple(push) == ("id", "topic", "ts", "type", "data")
+        assert tuple(push) == ("id", "topic", "ts", "data", "type")
         assert tuple(push["data"]) == TICKER_FIELDS
         symbol = push["data"]["symbol"]
         assert re.fullmatch(rf"tickers\.{re.escape(symbol)}-\d+-{push['ts']}", push["id"])
