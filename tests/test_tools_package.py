@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import RedisServer, python_env, repo_root
+from tests.servers import RedisServer, free_port, python_env, repo_root
 
 ROOT = repo_root()
 SHIPPED_THRESHOLDS = ROOT / "tracker_tools" / "healthcheck" / "thresholds.yml"
@@ -192,6 +192,13 @@ def test_check_runs_the_ingest_s_live_check(installed: Installed) -> None:
     done = installed.run("check", "--help")
     assert done.returncode == 0, done.stderr
     assert "--check" in done.stdout
+    # An exchange that is not there: the check must say FAIL and exit 1, not hang or crash.
+    nowhere = f"127.0.0.1:{free_port()}"
+    failed = installed.run("check", "--seconds", "2", BYBIT_COINS="BTC",
+                           BYBIT_REST_URL=f"http://{nowhere}", BYBIT_WS_URL=f"ws://{nowhere}/v5/public/option")
+    assert failed.returncode == 1, (failed.stdout, failed.stderr)
+    assert "VERDICT: FAIL" in failed.stdout
+    assert "Traceback" not in failed.stderr
 
 
 # --- the old checkout spellings ------------------------------------------------------------------------
