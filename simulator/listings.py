@@ -268,10 +268,11 @@ class ListingGenerator:
 
     def prelaunch(self, count: int) -> list[Instrument]:
         """``count`` instruments of :meth:`upcoming_expiry` (at the money first, USDC-settled) that
-        launch at the next 08:00 UTC: listed as PreLaunch until then."""
+        launch at the next 08:00 UTC at least :data:`MIN_TIME_TO_EXPIRY` away (so a test run
+        started at 07:59 still sees them PreLaunch): listed as PreLaunch until then."""
         expiry = self.upcoming_expiry()
         launch = _delivery(self._now.date())
-        if launch <= self._now:
+        while launch < self._now + MIN_TIME_TO_EXPIRY:
             launch += dt.timedelta(days=1)
         days = (expiry - self._now).total_seconds() / 86400.0
         ladder = _strike_ladder(self._spot, strike_step(self._spot, days))

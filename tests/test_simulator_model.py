@@ -123,7 +123,10 @@ def test_prelaunch_instruments_are_the_next_expiry_launching_at_the_next_0800() 
     assert not {i.symbol for i in pre} & {i.symbol for i in trading}
     assert {i.status(now_ms) for i in pre} == {"PreLaunch"}
     assert {i.status(now_ms) for i in trading} == {"Trading"}
-    assert {i.launch_ms for i in pre} == {int(dt.datetime(2026, 12, 30, 8, tzinfo=dt.UTC).timestamp() * 1000)}
+    # 07:30: today's 08:00 is within the hour, so they launch tomorrow (a test run never sees the switch).
+    assert {i.launch_ms for i in pre} == {int(dt.datetime(2026, 12, 31, 8, tzinfo=dt.UTC).timestamp() * 1000)}
+    later = ListingGenerator("ETH", now=NOW - dt.timedelta(hours=2)).prelaunch(1)
+    assert later[0].launch_ms == int(dt.datetime(2026, 12, 30, 8, tzinfo=dt.UTC).timestamp() * 1000)
     (expiry,) = {i.delivery_ms for i in pre}
     assert expiry not in {int(e.timestamp() * 1000) for e in gen.expiries}
     assert expiry > int(gen.expiries[2].timestamp() * 1000)  # after the three dailies
