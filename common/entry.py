@@ -27,6 +27,9 @@ class Component:
     name: str  # the package: ``python -m <name>``, and the prefix of configuration errors
     description: str  # the paragraph of ``--help``
     knob_prefixes: tuple[str, ...]  # environment names listed in ``--help`` start with one of these
+    #: Adds the component's own flags (the ingest's ``--check``); its ``__main__`` reads them with
+    #: :func:`parse_args` to choose the ``serve`` it hands to :func:`main`.
+    flags: Callable[[argparse.ArgumentParser], None] | None = None
 
 
 def parse_args(component: Component, argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -38,6 +41,8 @@ def parse_args(component: Component, argv: Sequence[str] | None = None) -> argpa
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--config", metavar="FILE", help="YAML file of knobs (environment variables win)")
+    if component.flags is not None:
+        component.flags(parser)
     return parser.parse_args(argv)
 
 
