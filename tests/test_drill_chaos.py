@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+from collections.abc import Iterator
 
 import pytest
 import yaml
@@ -43,6 +45,21 @@ def _pids_alive(pids: list[int]) -> list[int]:
     return alive
 
 
+@contextlib.contextmanager
+def _sigint_raises_keyboard_interrupt() -> Iterator[None]:
+    """Make SIGINT raise KeyboardInterrupt here, whatever disposition pytest inherited.
+
+    A shell without job control starts a background command with SIGINT ignored, and Python
+    then leaves it ignored, so the self-sent SIGINT below would do nothing and the test would
+    fail for a reason that has nothing to do with the drill. The previous handler is put back.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _interrupt_inside(stack: Stack, pids: list[int | None], ports: list[int]) -> None:
     """Run the stack, note its processes and ports, then press Ctrl-C (SIGINT to the drill)."""
     with stack:
@@ -60,8 +77,10 @@ def test_the_stack_is_torn_down_when_a_drill_is_interrupted() -> None:
     stack = Stack(StackOptions(instruments_per_coin=10))
     pids: list[int | None] = []
     ports: list[int] = []
-    with pytest.raises(KeyboardInterrupt):
+    launched_with = signal.getsignal(signal.SIGINT)
+    with _sigint_raises_keyboard_interrupt(), pytest.raises(KeyboardInterrupt):
         _interrupt_inside(stack, pids, ports)
+    assert signal.getsignal(signal.SIGINT) is launched_with
     assert None not in pids
     assert _pids_alive([p for p in pids if p is not None]) == []
     assert [p for p in ports if port_open(p)] == []
