@@ -1,9 +1,12 @@
 """Recording rules that alerts and dashboards reuse, named ``level:metric:operations``.
 
 Each rule aggregates to the ``job`` label (one exporter, one API today; several later
-without a rename), except the health score, which sums up the whole stack. Ratios are
-guarded so that a quiet stack records 0, never NaN: a NaN sample would poison every
-``avg_over_time`` over it for the length of the window.
+without a rename), except the health score, which sums up the whole stack. A NaN sample
+would poison every ``avg_over_time`` over it for the length of the window, and reads as a
+value: ratios record 0 on a quiet stack (no errors among no requests); the API latency
+quantiles without requests, and the health score before Prometheus has scraped the stack,
+record nothing, since 0 there would be a false reading (instant answers, everything down).
+(The message-lag quantile still records NaN while no message arrives.)
 """
 
 from __future__ import annotations
@@ -29,8 +32,29 @@ def api_error_ratio(window: str) -> str:
 clamp_min(sum by (job) (rate(bybit_api_requests_total[{window}])), {TINY_RATE})"""
 
 
+def api_latency_p95(window: str) -> str:
+    """p95 of API request durations over ``window``; no sample, rather than NaN, without requests.
+
+    With no request in the window every bucket's rate is 0 and ``histogram_quantile`` answers
+    NaN, which a recording rule would store as a value; the job's series is kept only where its
+    ``+Inf`` bucket (every request) has a rate.
+    """
+    bucket = "bybit_api_request_duration_seconds_bucket"
+    return (f"histogram_quantile(0.95, sum by (job, le) (rate({bucket}[{window}])))\n"
+            "and on (job)\n"
+            f'(sum by (job) (rate({bucket}{{le="+Inf"}}[{window}])) > 0)')
+
+
 def health_score(thresholds: ThresholdSet) -> str:
-    """0-100: share of the stack's health checks passing; an absent component counts as failing."""
+    """0-100: share of the stack's health checks passing; no sample before the stack is scraped.
+
+    Once Prometheus has scraped the exporter and the API (``up`` exists for both, 0 when a
+    scrape fails), an absent component counts as failing: an exporter that is down takes
+    every metric it reports with it, and that is a score well below 100, not a gap. Before
+    that first scrape (a new Prometheus, for one) there is nothing to score: ``vector(0)`` for
+    every check would record 0, and ``min_over_time`` of the score would read 0 for as long as
+    that sample stays in its window.
+    """
     fresh = promql_number(thresholds.slo.data_freshness_seconds)
     memory = promql_number(thresholds.alert("RedisMemoryHigh").number("threshold"))
     checks = (
@@ -43,7 +67,8 @@ def health_score(thresholds: ThresholdSet) -> str:
         'max(up{job="api"})',
     )
     terms = "\n  + ".join(f"({check} or on () vector(0))" for check in checks)
-    return f"100 * (\n    {terms}\n) / {len(checks)}"
+    scraped = 'count(up{job="exporter"}) and on () count(up{job="api"})'
+    return f"100 * (\n    {terms}\n) / {len(checks)}\nand on ()\n({scraped})"
 
 
 def recording_group(thresholds: ThresholdSet) -> RuleGroup:
@@ -69,12 +94,8 @@ def recording_group(thresholds: ThresholdSet) -> RuleGroup:
         RecordingRule("job:bybit_api_requests:rate5m",
                       "sum by (job) (rate(bybit_api_requests_total[5m]))"),
         RecordingRule("job:bybit_api_requests:error_ratio_rate5m", api_error_ratio("5m")),
-        RecordingRule("job:bybit_api_request_duration_seconds:p95_rate5m",
-                      "histogram_quantile(0.95, sum by (job, le) "
-                      "(rate(bybit_api_request_duration_seconds_bucket[5m])))"),
-        RecordingRule("job:bybit_api_request_duration_seconds:p95_rate1h",
-                      "histogram_quantile(0.95, sum by (job, le) "
-                      "(rate(bybit_api_request_duration_seconds_bucket[1h])))"),
+        RecordingRule("job:bybit_api_request_duration_seconds:p95_rate5m", api_latency_p95("5m")),
+        RecordingRule("job:bybit_api_request_duration_seconds:p95_rate1h", api_latency_p95("1h")),
         RecordingRule("job:bybit_message_lag_seconds:p95_rate1h",
                       "histogram_quantile(0.95, sum by (job, le) "
                       "(rate(bybit_message_lag_seconds_bucket[1h])))"),
