@@ -79,6 +79,7 @@ class Panel:
     mappings: tuple[tuple[str, str, str], ...] = ()  # (value, text, colour)
     stack: bool = False
     time_from: str | None = None  # panel-specific time range, e.g. "7d" for trends
+    no_value: str | None = None  # shown instead of "No data" when the queries return nothing
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +162,8 @@ def _panel_json(panel: Panel, panel_id: int, x: int, y: int) -> dict[str, Any]:
     }
     if panel.decimals is not None:
         defaults["decimals"] = panel.decimals
+    if panel.no_value is not None:
+        defaults["noValue"] = panel.no_value
     if panel.minimum is not None:
         defaults["min"] = panel.minimum
     if panel.maximum is not None:
@@ -262,9 +265,30 @@ def dump(dashboard: Dashboard) -> str:
 # Where the alerts use a recording rule, the dashboards draw the same series.
 MEMORY_RATIO: Final = "max(job:bybit_redis_memory:ratio)"
 RECONNECTS_PER_HOUR: Final = "sum(job:bybit_ws_reconnects:increase1h)"
-API_P = ("histogram_quantile({q}, sum by (le) "
-         "(rate(bybit_api_request_duration_seconds_bucket{{route!~\"/metrics|/healthz|/readyz\"}}"
-         "[$__rate_interval])))")
+#: Requests a client makes: Prometheus' scrapes and the probes are not the API's traffic.
+API_CLIENT_ROUTES: Final = 'route!~"/metrics|/healthz|/readyz"'
+#: What the API latency panels show while nobody calls the API (their queries return nothing).
+NO_TRAFFIC: Final = "no traffic"
+
+
+def api_quantile(quantile: float, *, by: str = "", matchers: str = API_CLIENT_ROUTES) -> str:
+    """The ``quantile`` of API response times per ``by``, only where there were requests.
+
+    Without a request in the window every bucket's rate is 0 and ``histogram_quantile`` answers
+    NaN, a value Grafana cannot draw (the panel goes blank); keeping only the series whose
+    ``+Inf`` bucket (every request) has a rate makes the query empty instead, and the panel
+    says "no traffic" (:data:`NO_TRAFFIC`).
+    """
+    bucket = "bybit_api_request_duration_seconds_bucket"
+    every_request = 'le="+Inf"'
+    buckets = f"{bucket}{{{matchers}}}" if matchers else bucket
+    requests = f"{bucket}{{{matchers}, {every_request}}}" if matchers else f"{bucket}{{{every_request}}}"
+    keep = f"le, {by}" if by else "le"
+    group = f" by ({by})" if by else ""
+    return (f"histogram_quantile({quantile:g}, sum by ({keep}) (rate({buckets}[$__rate_interval])))"
+            f" and on ({by}) (sum{group} (rate({requests}[$__rate_interval])) > 0)")
+
+
 API_ERROR_RATIO: Final = "max(job:bybit_api_requests:error_ratio_rate5m)"
 LAG_P = "histogram_quantile({q}, sum by (le) (rate(bybit_message_lag_seconds_bucket[$__rate_interval])))"
 UP_MAPPINGS: Final = (("0", "DOWN", "red"), ("1", "UP", "green"))
@@ -306,9 +330,9 @@ def _errors_panel(width: int = 8) -> Panel:
 
 
 def _api_latency_panel(width: int = 6) -> Panel:
-    return Panel("API response time", (q(API_P.format(q=0.5), "p50"), q(API_P.format(q=0.95), "p95"),
-                                       q(API_P.format(q=0.99), "p99")),
-                 unit=SECONDS, width=width, minimum=0,
+    return Panel("API response time", (q(api_quantile(0.5), "p50"), q(api_quantile(0.95), "p95"),
+                                       q(api_quantile(0.99), "p99")),
+                 unit=SECONDS, width=width, minimum=0, no_value=NO_TRAFFIC,
                  thresholds=Thresholds(info=tiers.API_LATENCY_P95_TARGET_SECONDS,
                                        warning=tiers.API_LATENCY_P95_SECONDS.warning),
                  description="Latency of the options API. Target p95 < 500 ms; WARNING when p95 > 2 s.")
@@ -372,7 +396,8 @@ OVERVIEW: Final = Dashboard(
                   minimum=0, maximum=100,
                   thresholds=Floor(warning=66, target=99), description=(
                       "Share of health checks passing: ingest up, Redis up, data fresher than 30 s, "
-                      "Redis memory under 70 %, all connections up, API scraped.")),
+                      "Redis memory under 70 %, all connections up, exporter and API scraped. "
+                      "No value until Prometheus has scraped the exporter and the API.")),
             Panel("Message rate trend",
                   (q("sum(rate(bybit_ws_messages_total[1h]))", "messages / s (1h avg)"),),
                   unit=PER_SECOND, width=6, minimum=0, time_from="7d",
@@ -476,9 +501,8 @@ API: Final = Dashboard(
         )),
         Row("Latency", (
             _api_latency_panel(width=12),
-            Panel("p95 by route", (q("histogram_quantile(0.95, sum by (le, route) "
-                                     "(rate(bybit_api_request_duration_seconds_bucket[$__rate_interval])))",
-                                     "{{route}}"),), unit=SECONDS, width=12, minimum=0,
+            Panel("p95 by route", (q(api_quantile(0.95, by="route", matchers=""), "{{route}}"),),
+                  unit=SECONDS, width=12, minimum=0, no_value=NO_TRAFFIC,
                   thresholds=Thresholds(info=tiers.API_LATENCY_P95_TARGET_SECONDS,
                                         warning=tiers.API_LATENCY_P95_SECONDS.warning)),
         )),
@@ -574,8 +598,9 @@ SLO: Final = Dashboard(
         Row("Targets", (
             Panel("Freshness vs target", (q("max(bybit_data_staleness_seconds)", "worst coin"),), width=6,
                   unit=SECONDS, minimum=0, thresholds=Thresholds(warning=tiers.FRESHNESS_TARGET_SECONDS)),
+            # The recording rule has no sample without requests (never NaN): see recording.py.
             Panel("API p95 vs target", (q("max(job:bybit_api_request_duration_seconds:p95_rate5m)", "p95"),),
-                  width=6, unit=SECONDS, minimum=0,
+                  width=6, unit=SECONDS, minimum=0, no_value=NO_TRAFFIC,
                   thresholds=Thresholds(info=tiers.API_LATENCY_P95_TARGET_SECONDS,
                                         warning=tiers.API_LATENCY_P95_SECONDS.warning)),
             Panel("Reconnects per hour vs target", (q(RECONNECTS_PER_HOUR, "reconnects / h"),), width=12,

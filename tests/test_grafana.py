@@ -272,3 +272,84 @@ def test_every_panel_query_parses_on_real_prometheus(empty_prometheus: Prometheu
         if status != 200:
             failures.append(f"{name} / {title}: {status} {body[:200]}")
     assert not failures, "\n".join(failures)
+
+
+# --- API latency panels without traffic ----------------------------------------------------------------
+
+#: Every panel drawing API response times (their queries read bybit_api_request_duration_seconds).
+LATENCY_PANELS = {
+    ("overview.json", "API response time"),
+    ("api.json", "API response time"),
+    ("api.json", "p95 by route"),
+    ("slo.json", "API p95 vs target"),
+}
+
+
+def latency_queries() -> list[tuple[str, str, str]]:
+    return [(name, title, expr) for name, title, expr in all_queries()
+            if "bybit_api_request_duration_seconds" in expr]
+
+
+def test_every_api_latency_panel_says_no_traffic_when_its_queries_return_nothing() -> None:
+    assert {(name, title) for name, title, _e in latency_queries()} == LATENCY_PANELS
+    for name, dashboard in load_dashboards().items():
+        for panel in panels(dashboard):
+            if (name, panel["title"]) in LATENCY_PANELS:
+                assert panel["fieldConfig"]["defaults"].get("noValue") == "no traffic", (name, panel["title"])
+
+
+def _latency_case(name: str, *, clients: str, scrapes: str = "0+4x20", at: str = "15m",
+                  counts: dict[str, int]) -> dict[str, Any]:
+    """A promtool case: ``clients`` and ``scrapes`` are the request counters of the options
+    route and of /metrics; ``counts`` the series each panel should show at ``at``."""
+    bucket = "bybit_api_request_duration_seconds_bucket"
+
+    def series(route: str, le: str, values: str) -> dict[str, str]:
+        labels = f'job="api",instance="api:5001",route="{route}",method="GET",le="{le}"'
+        return {"series": f"{bucket}{{{labels}}}", "values": values}
+
+    inputs = [series("/metrics", le, scrapes) for le in ("0.01", "0.5", "+Inf")]
+    inputs += [series("/api/options/{coin}", "0.01", "0x20"),
+               series("/api/options/{coin}", "0.5", clients),
+               series("/api/options/{coin}", "+Inf", clients)]
+    # count(...) counts NaN samples too: a query answering NaN shows up as one more series.
+    tests = [{"expr": f"count({for_latency_test(expr)}) or vector(0)", "eval_time": at,
+              "exp_samples": [{"labels": "{}", "value": counts[title]}]}
+             for _n, title, expr in latency_queries()]
+    # And the series there are hold numbers (NaN >= 0 is false).
+    tests += [{"expr": f"count(({for_latency_test(expr)}) >= 0) or vector(0)", "eval_time": at,
+               "exp_samples": [{"labels": "{}", "value": counts[title]}]}
+              for _n, title, expr in latency_queries()]
+    return {"name": name, "interval": "1m", "input_series": inputs, "promql_expr_test": tests}
+
+
+def for_latency_test(expr: str) -> str:
+    """The panel query with Grafana's rate interval as the recording rules' window (5m)."""
+    return expr.replace("$__rate_interval", "5m")
+
+
+def test_api_latency_queries_return_no_series_rather_than_nan_while_nobody_calls_the_api(
+        tmp_path: Path) -> None:
+    """promtool evaluates every latency panel query (and the recording rule the SLO panel reads)."""
+    from tests.servers import promtool
+
+    # The recording rule behind the SLO panel counts every route, Prometheus' scrapes included.
+    scrapes_only = {"API response time": 0, "p95 by route": 1, "API p95 vs target": 1}
+    with_clients = {"API response time": 1, "p95 by route": 2, "API p95 vs target": 1}
+    nothing = {"API response time": 0, "p95 by route": 0, "API p95 vs target": 0}
+    doc = {
+        "rule_files": [str(ROOT / "prometheus" / "rules" / "recording.yml")],
+        "evaluation_interval": "1m",
+        "tests": [
+            _latency_case("nobody calls the API; Prometheus scrapes /metrics", clients="100x20",
+                          counts=scrapes_only),
+            _latency_case("clients call the API", clients="0+30x20", counts=with_clients),
+            _latency_case("clients stopped 10 minutes ago", clients="0+30x5 150x15", counts=scrapes_only),
+            _latency_case("not one request in the window", clients="100x20", scrapes="0+4x5 20x15",
+                          counts=nothing),
+        ],
+    }
+    path = tmp_path / "latency.yml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    done = promtool("test", "rules", path.name, cwd=tmp_path)
+    assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
