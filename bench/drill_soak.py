@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from bench.drills.observe import READ_ERRORS
+from bench.drills.observe import READ_ERRORS, is_heartbeat
 from bench.drills.sampling import ProcessTrack
 from bench.drills.stack import Stack, StackOptions, interrupt_on_sigterm
 from bench.drills.truth import TruthReport, settle_and_compare
@@ -209,7 +209,8 @@ def _poll_alerts(stack: Stack, run: SoakRun, elapsed: float) -> None:
             run.note(elapsed, f"alert {name} firing")
         if run.alert_states.get(name) != "firing":
             run.alert_states[name] = state
-    run.notified |= stack.webhook.names("firing")
+    run.notified |= {a["labels"]["alertname"] for a in stack.webhook.alerts()
+                     if a.get("status") == "firing" and not is_heartbeat(a["labels"])}
 
 
 def _progress(stack: Stack, run: SoakRun, elapsed: float, total: float, writes_before: float,

@@ -248,16 +248,27 @@ class PrometheusServer:
 
 
 class AlertmanagerServer:
-    """A real prometheus-alertmanager with a given config on a loopback port."""
+    """A real prometheus-alertmanager with a given config on a loopback port.
 
-    def __init__(self, workdir: Path, config: Path, *, extra_args: Sequence[str] = ()) -> None:
+    Alone by default (gossip off). ``cluster_peers`` (``host:port`` of other instances' cluster
+    ports) makes it a cluster member listening for gossip on ``cluster_port``; construct every
+    member first, then pass each the others' ``cluster_address``.
+    """
+
+    def __init__(self, workdir: Path, config: Path, *, extra_args: Sequence[str] = (),
+                 cluster_peers: Sequence[str] | None = None) -> None:
         self.binary = binary_or_skip("prometheus-alertmanager", "alertmanager")
         self.port = free_port()
         self.cluster_port = free_port()
         self.workdir = workdir
         self.config = config
         self.extra_args = list(extra_args)
+        self.cluster_peers = None if cluster_peers is None else list(cluster_peers)
         self._proc: ManagedProcess | None = None
+
+    @property
+    def cluster_address(self) -> str:
+        return f"{LOOPBACK}:{self.cluster_port}"
 
     @property
     def url(self) -> str:
@@ -266,11 +277,14 @@ class AlertmanagerServer:
     def start(self) -> None:
         data = self.workdir / "alertmanager-data"
         data.mkdir(exist_ok=True)
+        if self.cluster_peers is None:
+            cluster = ["--cluster.listen-address="]  # a lone test instance: no gossip with anyone
+        else:
+            cluster = [f"--cluster.listen-address={self.cluster_address}",
+                       *(f"--cluster.peer={peer}" for peer in self.cluster_peers)]
         argv = [
             self.binary, f"--config.file={self.config}", f"--storage.path={data}",
-            f"--web.listen-address={LOOPBACK}:{self.port}",
-            # A lone test instance: no gossip with anyone.
-            "--cluster.listen-address=", "--log.level=warn", *self.extra_args,
+            f"--web.listen-address={LOOPBACK}:{self.port}", *cluster, "--log.level=warn", *self.extra_args,
         ]
         self._proc = ManagedProcess(argv, self.workdir / "alertmanager.log")
         self._proc.start()
@@ -280,6 +294,11 @@ class AlertmanagerServer:
     def stop(self) -> None:
         if self._proc is not None:
             self._proc.stop()
+
+    def kill(self) -> None:
+        """SIGKILL: gone at once, as in a crash (no goodbye to its cluster peers)."""
+        if self._proc is not None:
+            self._proc.kill()
 
     def log_text(self) -> str:
         return self._proc.log_text() if self._proc else ""
@@ -332,6 +351,7 @@ class WebhookReceiver:
 
     def __init__(self) -> None:
         self._notifications: list[dict[str, Any]] = []
+        self._arrivals: list[float] = []  # time.monotonic() of each notification
         self._lock = threading.Lock()
         self.bad_requests = 0
         receiver = self
@@ -349,6 +369,7 @@ class WebhookReceiver:
                 else:
                     with receiver._lock:
                         receiver._notifications.append(doc)
+                        receiver._arrivals.append(time.monotonic())
                     self.send_response(200)
                 self.end_headers()
 
@@ -381,6 +402,13 @@ class WebhookReceiver:
         """Every notification body received so far (a copy)."""
         with self._lock:
             return list(self._notifications)
+
+    def arrivals(self, alertname: str, status: str = "firing") -> list[float]:
+        """When (``time.monotonic()``) each notification holding ``alertname`` with ``status`` came."""
+        with self._lock:
+            return [t for t, n in zip(self._arrivals, self._notifications, strict=True)
+                    if any(a["labels"]["alertname"] == alertname and a.get("status") == status
+                           for a in n.get("alerts", []))]
 
     def find(self, alertname: str, status: str) -> dict[str, Any] | None:
         """The first alert notified as ``alertname`` with ``status``, if any."""

@@ -7,7 +7,8 @@ prometheus/thresholds.yml as the committed ones, with every ``for:`` scaled down
 the no-data threshold at 10 s instead of 5 minutes, so the test takes a minute, not an hour;
 Alertmanager's timers are scaled the same way.
 
-Scenario: a healthy stack stays quiet; the simulator goes silent (tickers stop, pings are
+Scenario: a healthy stack stays quiet (only the always-firing Watchdog, the dead-man's switch,
+is active, and it reaches only its own receiver); the simulator goes silent (tickers stop, pings are
 still answered); the critical NoDataFlowing alert reaches the webhook through the critical
 route; tickers resume; the webhook receives its resolution.
 """
@@ -158,11 +159,16 @@ def test_a_silent_exchange_pages_critical_and_the_page_resolves(
     wait_until(lambda: _now(prometheus) > end + 1, timeout=QUIET_SECONDS + 30, interval=0.5,
                what=f"{QUIET_SECONDS}s of a healthy stack")
     window = f"{QUIET_SECONDS}s"
-    fired = _query(prometheus, f'count_over_time(ALERTS{{alertstate="firing"}}[{window}])', at=end)
+    problems = 'ALERTS{alertstate="firing", alertname!="Watchdog"}'
+    fired = _query(prometheus, f"count_over_time({problems}[{window}])", at=end)
     assert fired == [], f"alerts fired on a healthy stack: {[f['metric'] for f in fired]}"
+    watchdog = 'ALERTS{alertstate="firing", alertname="Watchdog"}'
+    heartbeat = _query(prometheus, f"min_over_time({watchdog}[{window}])", at=end)
+    assert len(heartbeat) == 1, "the dead-man's switch fires all the time"
     health = _query(prometheus, f"min_over_time(:bybit_health:score[{window}])", at=end)
     assert [h["value"][1] for h in health] == ["100"]
-    late = [a["labels"]["alertname"] for a in webhook.alerts() if _epoch(a["startsAt"]) >= start]
+    late = [a["labels"]["alertname"] for a in webhook.alerts()
+            if _epoch(a["startsAt"]) >= start and a["labels"]["alertname"] != "Watchdog"]
     assert late == [], "a notification was sent for a healthy stack"
 
     # Tickers stop (pings are still answered): no data flows.
@@ -182,3 +188,9 @@ def test_a_silent_exchange_pages_critical_and_the_page_resolves(
     assert resolved["labels"]["severity"] == "critical"
     assert resolved["receiver"] == "oncall-pager"
     assert "NoDataFlowing" not in _firing(prometheus)
+    # The heartbeat (if Prometheus' 1-minute re-send has delivered it yet: test_watchdog_e2e.py
+    # waits for it) went to the dead-man's switch only, through the page and its resolution.
+    assert {a["receiver"] for a in webhook.alerts() if a["labels"]["alertname"] == "Watchdog"} <= {
+        "deadmans-switch"}, "the heartbeat reaches no receiver but the dead-man's switch"
+    assert {a["labels"]["alertname"] for a in webhook.alerts() if a["receiver"] == "deadmans-switch"} <= {
+        "Watchdog"}, "the dead-man's switch hears of nothing but the heartbeat"

@@ -1,6 +1,7 @@
-"""Alertmanager: the config is valid, each tier reaches its receiver, a critical silences the
-lower tiers of its condition on a real Alertmanager, no secret is committed, the templates
-read well, and the loopback variant keeps the routing while sending nothing off the machine."""
+"""Alertmanager: the config is valid, each tier reaches its receiver, the Watchdog reaches only
+the dead-man's switch and no inhibition can mute it, a critical silences the lower tiers of its
+condition on a real Alertmanager, no secret is committed, the templates read well, and the
+loopback variant keeps the routing while sending nothing off the machine."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import yaml
 
 from scripts.promconfig import render_local_alertmanager_config, write_local_alertmanager_config
 from scripts.promconfig.alertmanager_config import ALERTMANAGER_FILE
+from scripts.promconfig.durations import parse_duration
 from tests.servers import LOOPBACK, AlertmanagerServer, amtool, repo_root, wait_until
 
 ROOT = repo_root()
@@ -30,13 +32,33 @@ def source() -> dict[str, Any]:
     return doc
 
 
+WATCHDOG_LABELS = {"alertname": "Watchdog", "severity": "none", "condition": "watchdog"}
+PAGING_RECEIVERS = {"oncall-pager", "team", "team-digest"}
+
+
 def routes() -> dict[str, dict[str, Any]]:
-    """Severity -> its child route."""
+    """Severity -> its child route (the tiers' routes; the Watchdog's matches its name)."""
     out = {}
     for route in source()["route"]["routes"]:
         (matcher,) = route["matchers"]
-        out[re.fullmatch(r'severity="(\w+)"', matcher).group(1)] = route  # type: ignore[union-attr]
+        m = re.fullmatch(r'severity="(\w+)"', matcher)
+        if m is not None:
+            out[m.group(1)] = route
     return out
+
+
+def matches(matcher: str, labels: dict[str, str]) -> bool:
+    """Whether one Alertmanager matcher (``name="v"``, ``!=``, ``=~``, ``!~``) matches ``labels``.
+
+    Alertmanager anchors regular expressions and treats a missing label as the empty string.
+    """
+    m = re.fullmatch(r'\s*(\w+)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"\s*', matcher)
+    assert m is not None, f"cannot read matcher {matcher!r}"
+    name, op, value = m.groups()
+    actual = labels.get(name, "")
+    if op in {"=", "!="}:
+        return (actual == value) == (op == "=")
+    return (re.fullmatch(value, actual) is not None) == (op == "=~")
 
 
 def walk(node: Any, path: str = "") -> Iterator[tuple[str, Any]]:
@@ -74,6 +96,55 @@ def test_each_tier_routes_to_its_receiver(labels: list[str], receiver: str) -> N
                   f"--verify.receivers={receiver}", *labels)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.strip() == receiver
+
+
+# --- the dead-man's switch ----------------------------------------------------------------------------------
+
+
+def test_the_watchdog_routes_to_the_dead_mans_switch_only() -> None:
+    labels = [f"{k}={v}" for k, v in WATCHDOG_LABELS.items()]
+    done = amtool("config", "routes", "test", f"--config.file={ALERTMANAGER_FILE}",
+                  "--verify.receivers=deadmans-switch", *labels)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip() == "deadmans-switch", "one receiver, and no paging one"
+    # Even labelled like a page, the Watchdog stays on its route (it is matched by name, first).
+    done = amtool("config", "routes", "test", f"--config.file={ALERTMANAGER_FILE}",
+                  "alertname=Watchdog", "severity=critical", "condition=watchdog")
+    assert done.stdout.strip() == "deadmans-switch", done.stdout + done.stderr
+
+
+def test_the_watchdog_route_is_first_final_and_pings_every_minute() -> None:
+    first = source()["route"]["routes"][0]
+    assert first["matchers"] == ['alertname="Watchdog"']
+    assert first["receiver"] == "deadmans-switch"
+    assert first["continue"] is False
+    assert first["group_interval"] == "1m"
+    # Below group_interval, so that every group_interval tick re-sends (equal would be every 2m).
+    assert parse_duration(first["repeat_interval"]) < parse_duration(first["group_interval"])
+    assert not {"active_time_intervals", "mute_time_intervals"} & set(first), "it must never pause"
+    receivers = {x["name"]: x for x in source()["receivers"]}
+    switch = receivers["deadmans-switch"]
+    assert set(switch) == {"name", "webhook_configs"}, "a heartbeat is a webhook ping, never a mail"
+    (hook,) = switch["webhook_configs"]
+    assert hook["url"].startswith("https://")
+    assert ".example.com/" in hook["url"], "a placeholder to replace"
+    other_urls = {c["url"] for n in PAGING_RECEIVERS for c in receivers[n].get("webhook_configs", [])}
+    assert hook["url"] not in other_urls
+
+
+def test_no_inhibition_rule_can_mute_the_watchdog() -> None:
+    """The heartbeat must reach the switch whatever else fires: no rule's target matches it."""
+    rules = source()["inhibit_rules"]
+    assert rules
+    for rule in rules:
+        targets = rule["target_matchers"]
+        assert not all(matches(m, WATCHDOG_LABELS) for m in targets), rule
+    # The matcher reader itself: it does match what it should.
+    assert matches('severity=~"warning|info"', {"severity": "info"})
+    assert not matches('severity=~"warning|info"', {"severity": "infos"})
+    assert matches('slo=""', {})
+    assert not matches('slo=~".+"', {})
+    assert matches('alertname!="Watchdog"', {"alertname": "ApiDown"})
 
 
 def test_critical_pages_at_once_warning_repeats_hourly_info_is_a_working_hours_digest() -> None:
@@ -246,6 +317,8 @@ def test_a_critical_silences_the_lower_tiers_of_its_condition_and_nothing_else(t
         # a threshold critical silences the SLO burn alerts of its condition, not other SLOs
         _alert("IngestUptimeBudgetBurnFast", "critical", "ingest", slo="ingest_uptime"),
         _alert("ApiAvailabilityBudgetBurnFast", "critical", "api_availability", slo="api_availability"),
+        # the dead-man's switch, beside every source above: never inhibited
+        _alert("Watchdog", "none", "watchdog"),
     ]
     expect_inhibited = {
         ("RedisMemoryHigh", "exporter"), ("RedisMemoryElevated", "exporter"),

@@ -18,7 +18,8 @@ def index_rows() -> dict[str, tuple[str, str]]:
     """Alert name -> (tier, linked file) for each row of the runbook index table."""
     rows = {}
     text = (RUNBOOKS / "README.md").read_text(encoding="utf-8")
-    row = re.compile(r"^\| `([A-Za-z0-9]+)` \| (critical|warning|info) \| [^|]+ \| \[[^\]]*\]\(([^)]+)\) \|$",
+    tier = "critical|warning|info|none"  # none: the Watchdog, the dead-man's switch
+    row = re.compile(rf"^\| `([A-Za-z0-9]+)` \| ({tier}) \| [^|]+ \| \[[^\]]*\]\(([^)]+)\) \|$",
                      re.MULTILINE)
     for m in row.finditer(text):
         rows[m.group(1)] = (m.group(2), m.group(3))

@@ -104,6 +104,6 @@ def test_a_real_prometheus_loads_every_rule_and_evaluates_each_without_error(tmp
         assert not errors, f"rules failing in Prometheus: {errors}"
         groups = {g["name"] for g in _rules_api(prometheus.url)}
         assert groups == {"bybit.recording", "bybit.critical", "bybit.warning", "bybit.info",
-                          "bybit.predictive", "bybit.slo.recording", "bybit.slo.alerts"}
+                          "bybit.predictive", "bybit.slo.recording", "bybit.slo.alerts", "bybit.watchdog"}
     finally:
         prometheus.stop()

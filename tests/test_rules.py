@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from scripts.promconfig import load_thresholds, render_rule_files, stale_rule_files, write_rule_files
-from scripts.promconfig.model import SEVERITIES, runbook_url
+from scripts.promconfig.model import ALERT_SEVERITIES, HEARTBEAT_SEVERITY, SEVERITIES, runbook_url
 from scripts.promconfig.rules import all_alerts
 from tests.servers import promtool, repo_root
 
@@ -49,6 +49,11 @@ def rules_of(kind: str) -> list[dict[str, Any]]:
 
 def alert_names() -> list[str]:
     return [r["alert"] for r in rules_of("alert")]
+
+
+def heartbeat_names() -> set[str]:
+    """The always-firing dead-man's switch alerts (severity "none"): never silent, never a tier."""
+    return {r["alert"] for r in rules_of("alert") if r["labels"]["severity"] == HEARTBEAT_SEVERITY}
 
 
 def promtool_tests() -> Iterator[tuple[str, dict[str, Any]]]:
@@ -137,7 +142,7 @@ def test_every_alert_in_the_rules_comes_from_the_catalogue() -> None:
 @pytest.mark.parametrize("rule", rules_of("alert"), ids=lambda r: r["alert"])
 def test_every_alert_has_severity_condition_annotations_and_a_runbook(rule: dict[str, Any]) -> None:
     labels, annotations = rule["labels"], rule["annotations"]
-    assert labels["severity"] in SEVERITIES
+    assert labels["severity"] in ALERT_SEVERITIES
     assert re.fullmatch(r"[a-z_]+", labels["condition"])
     assert set(annotations) == {"summary", "description", "value", "runbook_url"}
     assert annotations["summary"].strip()
@@ -156,12 +161,12 @@ def test_descriptions_carry_the_current_value_where_there_is_one() -> None:
     for rule in rules_of("alert"):
         if rule["alert"] not in states:
             assert "$value" in rule["annotations"]["description"], rule["alert"]
-    assert states == {"RedisDown", "ApiDown", "IngestDown", "ExporterDown", "AlertmanagerDown"}
+    assert states == {"RedisDown", "ApiDown", "IngestDown", "ExporterDown", "AlertmanagerDown", "Watchdog"}
 
 
 def test_the_three_tiers_and_the_predictor_are_all_present() -> None:
     severities = {r["labels"]["severity"] for r in rules_of("alert")}
-    assert severities == set(SEVERITIES)
+    assert severities == {*SEVERITIES, HEARTBEAT_SEVERITY}
     predictive = {r["alert"] for r in rules_of("alert") if r["labels"].get("predictive") == "true"}
     assert predictive == {"RedisMemoryWillFill", "WebSocketReconnectsEscalating", "ErrorRateRising"}
     slo = {r["labels"]["slo"] for r in rules_of("alert") if "slo" in r["labels"]}
@@ -209,7 +214,7 @@ def _alert_tests() -> list[tuple[str, dict[str, Any]]]:
     return [(f, t) for f, case in promtool_tests() for t in case.get("alert_rule_test", [])]
 
 
-@pytest.mark.parametrize("name", alert_names())
+@pytest.mark.parametrize("name", sorted(set(alert_names()) - heartbeat_names()))
 def test_every_alert_has_a_firing_case_with_exact_annotations_and_a_silent_case(name: str) -> None:
     cases = [(f, t) for f, t in _alert_tests() if t["alertname"] == name]
     firing = [t for _f, t in cases if t["exp_alerts"]]
@@ -222,8 +227,30 @@ def test_every_alert_has_a_firing_case_with_exact_annotations_and_a_silent_case(
     assert silent, f"no promtool case where {name} stays silent (below its threshold or resolved)"
 
 
+def test_the_dead_mans_switch_is_one_alert_that_fires_in_every_case_and_is_never_expected_silent() -> None:
+    assert heartbeat_names() == {"Watchdog"}
+    cases = [t for _f, t in _alert_tests() if t["alertname"] == "Watchdog"]
+    assert len(cases) >= 3, "fires at the first evaluation, hours and days later, with targets down"
+    assert min(str(t["eval_time"]) for t in cases) == "0m", "it must fire from the first evaluation"
+    for test in cases:
+        (alert,) = test["exp_alerts"]
+        assert alert["exp_labels"] == {"severity": HEARTBEAT_SEVERITY, "condition": "watchdog"}
+        assert set(alert["exp_annotations"]) == {"summary", "description", "value", "runbook_url"}
+    (rule,) = [r for r in rules_of("alert") if r["alert"] == "Watchdog"]
+    assert rule["expr"] == "vector(1)", "no scrape target to depend on"
+    assert "for" not in rule, "no pending state: firing from the first evaluation"
+
+
+def test_the_quiet_cases_load_the_tracker_rules_without_the_heartbeat() -> None:
+    """Quiet means no alert at all (``count(ALERTS)`` is 0): the always-firing Watchdog stays out."""
+    for name in QUIET_FILES:
+        doc = yaml.safe_load((TESTS / name).read_text(encoding="utf-8"))
+        loaded = {Path(f).name for f in doc["rule_files"]}
+        assert loaded == {p.name for p in RULES.glob("*.yml")} - {"watchdog.yml"}, name
+
+
 def test_every_quiet_case_lists_every_alert() -> None:
-    everyone = set(alert_names())
+    everyone = set(alert_names()) - heartbeat_names()
     quiet = [(f, case) for f, case in promtool_tests() if f in QUIET_FILES]
     assert len(quiet) >= 4, "healthy stack, no maxmemory, restarts, coin removed"
     for f, case in quiet:
@@ -235,13 +262,13 @@ def test_every_quiet_case_lists_every_alert() -> None:
 
 # --- docs/alerting.md --------------------------------------------------------------------------------------
 
-ROUTE_OF = {"critical": "oncall-pager", "warning": "team", "info": "team-digest"}
+ROUTE_OF = {"critical": "oncall-pager", "warning": "team", "info": "team-digest", "none": "deadmans-switch"}
 
 
 def test_the_alerting_guide_has_a_true_row_for_every_alert() -> None:
     text = (ROOT / "docs" / "alerting.md").read_text(encoding="utf-8")
-    row = re.compile(r"^\| `([A-Za-z0-9]+)` \| (critical|warning|info) \|.*\| ([0-9a-z]+) \| ([a-z-]+) \|$",
-                     re.MULTILINE)
+    tier = "critical|warning|info|none"
+    row = re.compile(rf"^\| `([A-Za-z0-9]+)` \| ({tier}) \|.*\| ([0-9a-z]+) \| ([a-z-]+) \|$", re.MULTILINE)
     rows = {m.group(1): (m.group(2), m.group(3), m.group(4)) for m in row.finditer(text)}
     for rule in rules_of("alert"):
         severity = rule["labels"]["severity"]

@@ -186,7 +186,7 @@ def test_cli_rules_writes_overridden_and_scaled_rules(tmp_path: Path) -> None:
                 "--duration-scale", "0.1")
     assert done.returncode == 0, done.stderr
     files = {p.name: p.read_text(encoding="utf-8") for p in tmp_path.glob("*.yml")}
-    assert set(files) == {"recording.yml", "alerts.yml", "slo.yml"}
+    assert set(files) == {"recording.yml", "alerts.yml", "slo.yml", "watchdog.yml"}
     rule = alert_rule(files, "CoinDataStale")
     assert rule["expr"] == "bybit_data_staleness_seconds > 15"
     assert rule["for"] == "6s"

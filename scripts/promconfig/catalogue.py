@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from scripts.promconfig.model import AlertTemplate
+from scripts.promconfig.model import HEARTBEAT_SEVERITY, AlertTemplate
 
 #: Rule group name -> the alerts it holds, in the order they render.
 CATALOGUE: Final[dict[str, tuple[AlertTemplate, ...]]] = {
@@ -257,5 +257,25 @@ CATALOGUE: Final[dict[str, tuple[AlertTemplate, ...]]] = {
                 "{{ $value | humanize }} errors/h over the last hour, more than [[factor]] times the rate "
                 "of the 6 hours before."),
             value="per_hour", extra_labels={"predictive": "true"}),
+    ),
+}
+
+#: The dead-man's switch, in a rule file of its own (prometheus/rules/watchdog.yml): it is about
+#: the alerting pipeline, not the tracker, so the "quiet when healthy" cases, which load the
+#: tracker's rule files, still mean "nothing fires". It always fires (``vector(1)`` needs no
+#: scrape target, so it fires even when every target is down); Alertmanager forwards it every
+#: minute to an external service that pages when it stops arriving: Prometheus dead, rules not
+#: evaluated, Alertmanager dead or unable to send. AlertmanagerDown cannot cover the last two.
+HEARTBEAT: Final[dict[str, tuple[AlertTemplate, ...]]] = {
+    "bybit.watchdog": (
+        AlertTemplate(
+            name="Watchdog", severity=HEARTBEAT_SEVERITY, condition="watchdog",
+            expr="vector(1)",
+            summary="Dead-man's switch: the alerting pipeline is alive",
+            description=(
+                "Always firing, by design. Alertmanager forwards it every minute to an external "
+                "dead-man's switch, which pages when it stops arriving: then Prometheus is not "
+                "evaluating rules or Alertmanager is not delivering notifications."),
+            value="state"),
     ),
 }

@@ -19,6 +19,16 @@ from scripts.promconfig.thresholds import AlertParams
 Severity = Literal["critical", "warning", "info"]
 SEVERITIES: Final[tuple[Severity, ...]] = ("critical", "warning", "info")
 
+#: The severity of the dead-man's switch (the ``Watchdog`` alert), and of nothing else. It is
+#: not a tier: the alert fires all the time so that an external service can page when its
+#: notifications stop. Alertmanager sends it to its own receiver only, no inhibition rule
+#: targets it, and whatever asks "is an alert active?" (dashboards' tier counts, the drills'
+#: "healthy stack" checks, the quiet promtool cases) leaves it out by this label.
+HEARTBEAT_SEVERITY: Final[Literal["none"]] = "none"
+AlertSeverity = Severity | Literal["none"]
+#: Every value the ``severity`` label of a rule may take: the three tiers and the heartbeat.
+ALERT_SEVERITIES: Final[tuple[AlertSeverity, ...]] = (*SEVERITIES, HEARTBEAT_SEVERITY)
+
 RUNBOOK_BASE: Final = "https://github.com/bybit-options-tracker/bybit-options-tracker/blob/main/docs/runbooks/"
 
 #: How the ``value`` annotation prints ``$value`` (Prometheus template functions).
@@ -48,7 +58,7 @@ class AlertTemplate:
     """
 
     name: str
-    severity: Severity
+    severity: AlertSeverity
     condition: str
     expr: str
     summary: str

@@ -1,7 +1,9 @@
 """Render prometheus/rules/*.yml from the catalogue and prometheus/thresholds.yml.
 
-Three files: ``recording.yml`` (what alerts and dashboards reuse), ``alerts.yml`` (the
-seed's tiers and its predictor) and ``slo.yml`` (SLO recording rules and burn-rate alerts).
+Four files: ``recording.yml`` (what alerts and dashboards reuse), ``alerts.yml`` (the
+seed's tiers and its predictor), ``slo.yml`` (SLO recording rules and burn-rate alerts) and
+``watchdog.yml`` (the always-firing dead-man's switch, apart so that tests of the tracker's
+rules can load them without it).
 The committed files are exactly what :func:`render_rule_files` returns for the committed
 thresholds; tests fail when they differ, so a hand edit cannot drift from the source.
 """
@@ -13,7 +15,7 @@ from pathlib import Path
 from typing import Final
 
 from scripts.promconfig import recording, slo
-from scripts.promconfig.catalogue import CATALOGUE
+from scripts.promconfig.catalogue import CATALOGUE, HEARTBEAT
 from scripts.promconfig.model import AlertTemplate, RuleGroup
 from scripts.promconfig.placeholders import placeholders
 from scripts.promconfig.thresholds import ROOT, AlertParams, ThresholdError, ThresholdSet, load_thresholds
@@ -34,12 +36,13 @@ def _check_parameters(template: AlertTemplate, params: AlertParams) -> None:
 
 def threshold_alerts(thresholds: ThresholdSet) -> tuple[tuple[str, AlertTemplate, AlertParams], ...]:
     """(group, template, params) for every catalogue alert; thresholds.yml must match it exactly."""
-    names = {t.name for group in CATALOGUE.values() for t in group}
+    groups = {**CATALOGUE, **HEARTBEAT}
+    names = {t.name for group in groups.values() for t in group}
     extra = set(thresholds.alerts) - names
     if extra:
         raise ThresholdError(f"thresholds.yml has entries for unknown alerts: {sorted(extra)}")
     out = []
-    for group, templates in CATALOGUE.items():
+    for group, templates in groups.items():
         for template in templates:
             params = thresholds.alert(template.name)
             _check_parameters(template, params)
@@ -54,13 +57,14 @@ def all_alerts(thresholds: ThresholdSet) -> tuple[tuple[AlertTemplate, AlertPara
 
 def rule_groups(thresholds: ThresholdSet) -> dict[str, tuple[RuleGroup, ...]]:
     """File name -> the rule groups it holds."""
-    by_group: dict[str, list[dict[str, object]]] = {name: [] for name in CATALOGUE}
+    by_group: dict[str, list[dict[str, object]]] = {name: [] for name in (*CATALOGUE, *HEARTBEAT)}
     for group, template, params in threshold_alerts(thresholds):
         by_group[group].append(template.render(params))
     return {
         "recording.yml": (recording.recording_group(thresholds),),
-        "alerts.yml": tuple(RuleGroup(name, tuple(rules)) for name, rules in by_group.items()),
+        "alerts.yml": tuple(RuleGroup(name, tuple(by_group[name])) for name in CATALOGUE),
         "slo.yml": (slo.recording_group(thresholds), slo.alert_group(thresholds)),
+        "watchdog.yml": tuple(RuleGroup(name, tuple(by_group[name])) for name in HEARTBEAT),
     }
 
 
