@@ -1,8 +1,9 @@
 """Command line of the generator: render the committed files, check them, or write variants.
 
-    python -m scripts.promconfig render         # prometheus/prometheus.yml + prometheus/rules/*.yml
+    python -m scripts.promconfig render         # prometheus/prometheus.yml, ha/*.yml, rules/*.yml
     python -m scripts.promconfig check          # exit 1 if a committed file is out of date
     python -m scripts.promconfig prometheus --out DIR --exporter 127.0.0.1:9108 ...
+    python -m scripts.promconfig prometheus --out DIR --replica a --alertmanager HOST:P1,HOST:P2 ...
     python -m scripts.promconfig rules --out DIR --set NoDataFlowing.threshold=10 --duration-scale 0.05
     python -m scripts.promconfig alertmanager --out DIR --webhook-url http://127.0.0.1:9000/hook
 """
@@ -18,6 +19,7 @@ from scripts.promconfig.alertmanager_config import write_local_alertmanager_conf
 from scripts.promconfig.prometheus_config import (
     COMPOSE_TARGETS,
     PROMETHEUS_FILE,
+    render_ha_configs,
     render_prometheus_config,
     write_local_config,
 )
@@ -29,13 +31,16 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m scripts.promconfig", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("render", help="rewrite prometheus/prometheus.yml and prometheus/rules/*.yml")
+    sub.add_parser("render", help="rewrite prometheus/prometheus.yml, ha/*.yml and rules/*.yml")
     sub.add_parser("check", help="exit 1 when a committed generated file is out of date")
 
     prom = sub.add_parser("prometheus", help="write a prometheus.yml for other targets (e.g. loopback)")
     prom.add_argument("--out", type=Path, required=True, help="directory for prometheus.yml")
-    for job in ("exporter", "api", "prometheus", "alertmanager"):
+    for job in ("exporter", "api", "prometheus"):
         prom.add_argument(f"--{job}", required=True, metavar="HOST:PORT", help=f"{job} target")
+    prom.add_argument("--alertmanager", required=True, metavar="HOST:PORT[,HOST:PORT]",
+                      help="Alertmanager(s): scraped, and each sent every alert")
+    prom.add_argument("--replica", help="HA replica name: external label replica, dropped from alerts")
     prom.add_argument("--scrape-interval", default="15s")
     prom.add_argument("--evaluation-interval", default="15s")
     prom.add_argument("--rules-dir", type=Path, default=RULES_DIR,
@@ -68,9 +73,11 @@ def _overrides(pairs: Sequence[str]) -> dict[str, str]:
 
 def _stale() -> list[str]:
     names = [f"prometheus/rules/{n}" for n in stale_rule_files()]
-    committed = PROMETHEUS_FILE.read_text(encoding="utf-8") if PROMETHEUS_FILE.is_file() else ""
-    if committed != render_prometheus_config(COMPOSE_TARGETS):
-        names.append("prometheus/prometheus.yml")
+    expected = {PROMETHEUS_FILE: render_prometheus_config(COMPOSE_TARGETS), **render_ha_configs()}
+    for path, text in expected.items():
+        committed = path.read_text(encoding="utf-8") if path.is_file() else ""
+        if committed != text:
+            names.append(str(path.relative_to(ROOT)))
     return names
 
 
@@ -80,8 +87,11 @@ def run(args: argparse.Namespace) -> int:
         for extra in stale_rule_files(RULES_DIR):
             (RULES_DIR / extra).unlink()  # a rule file no longer generated
             print(f"removed prometheus/rules/{extra}")
-        PROMETHEUS_FILE.write_text(render_prometheus_config(COMPOSE_TARGETS), encoding="utf-8")
-        for path in (*written, PROMETHEUS_FILE):
+        configs = {PROMETHEUS_FILE: render_prometheus_config(COMPOSE_TARGETS), **render_ha_configs()}
+        for path, text in configs.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        for path in (*written, *configs):
             print(path.relative_to(ROOT))
         return 0
     if args.command == "check":
@@ -90,9 +100,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"out of date: {name} (run: python -m scripts.promconfig render)", file=sys.stderr)
         return 1 if stale else 0
     if args.command == "prometheus":
+        managers = [a.strip() for a in args.alertmanager.split(",") if a.strip()]
         print(write_local_config(args.out, exporter=args.exporter, api=args.api, prometheus=args.prometheus,
-                                 alertmanager=args.alertmanager, scrape_interval=args.scrape_interval,
-                                 evaluation_interval=args.evaluation_interval, rules_dir=args.rules_dir))
+                                 alertmanager=managers, scrape_interval=args.scrape_interval,
+                                 evaluation_interval=args.evaluation_interval, rules_dir=args.rules_dir,
+                                 replica=args.replica))
         return 0
     if args.command == "rules":
         thresholds = load_thresholds().with_overrides(_overrides(args.set)).scaled(args.duration_scale)
