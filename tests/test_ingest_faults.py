@@ -105,8 +105,9 @@ def test_subscribe_requests_rejected_for_size_are_split_until_they_fit(
 
 def test_the_older_command_resp_answer_form_is_understood(
         redis_server: RedisServer, simulator_factory: SimFactory, ingest_factory: IngestFactory) -> None:
+    """COMMAND_RESP with ret_msg and req_id echoed (the simulator's form before issue 11), split for size."""
     sim, ingest = start(simulator_factory, ingest_factory, redis_server,
-                        sim_args=("--response-style", "command_resp", "--reject-subscribe-over", "25"))
+                        sim_args=("--response-style", "command_resp_echo", "--reject-subscribe-over", "25"))
     wait_until(lambda: counter(ingest, keys.F_SUBSCRIPTIONS) == 90, timeout=10, what="90 topics confirmed")
     assert errors_of(ingest, errors.SUBSCRIBE_FAILED) >= 1
     settle_and_compare(ingest, sim)
