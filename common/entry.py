@@ -32,10 +32,14 @@ class Component:
     flags: Callable[[argparse.ArgumentParser], None] | None = None
 
 
-def parse_args(component: Component, argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """The flags every component takes; ``--help`` lists the knobs the component reads."""
+def parse_args(component: Component, argv: Sequence[str] | None = None, *,
+               prog: str | None = None) -> argparse.Namespace:
+    """The flags every component takes; ``--help`` lists the knobs the component reads.
+
+    ``prog`` is the name the user typed when it is not ``python -m <name>`` (an installed command).
+    """
     parser = argparse.ArgumentParser(
-        prog=f"python -m {component.name}",
+        prog=prog or f"python -m {component.name}",
         description=component.description,
         epilog=help_epilog(component.knob_prefixes),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -47,14 +51,14 @@ def parse_args(component: Component, argv: Sequence[str] | None = None) -> argpa
 
 
 def main(component: Component, serve: Callable[[Settings], int], argv: Sequence[str] | None = None,
-         *, check: Callable[[Settings], None] | None = None) -> int:
+         *, check: Callable[[Settings], None] | None = None, prog: str | None = None) -> int:
     """Exit code of the component: 2 on a bad configuration, else whatever ``serve`` returns.
 
     ``check`` may raise :class:`ConfigError` for what :func:`load_settings` cannot know
     (e.g. a URL no client accepts); ``serve`` runs after logging is configured and should
     import the component's modules itself, for the reason in the module docstring.
     """
-    args = parse_args(component, argv)
+    args = parse_args(component, argv, prog=prog)
     try:
         settings = load_settings(config_file=args.config)
         if check is not None:

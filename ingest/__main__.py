@@ -85,13 +85,13 @@ def live_check(settings: Settings, *, seconds: float) -> int:
     return run(settings, seconds=seconds)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(INGEST, argv)
+def main(argv: list[str] | None = None, *, prog: str | None = None) -> int:
+    args = parse_args(INGEST, argv, prog=prog)
     if args.seconds is not None and not args.check:
         print("ingest: --seconds only applies to --check", file=sys.stderr)
         return 2
     chosen = functools.partial(live_check, seconds=args.seconds or CHECK_SECONDS) if args.check else serve
-    return component_main(INGEST, chosen, argv, check=check_urls)
+    return component_main(INGEST, chosen, argv, check=check_urls, prog=prog)
 
 
 if __name__ == "__main__":

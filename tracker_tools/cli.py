@@ -43,7 +43,7 @@ def _check(argv: list[str], prog: str) -> int:
     # code); this is only its installed name. ``python -m ingest --check`` is the same thing.
     from ingest.__main__ import main
 
-    return main(["--check", *argv])
+    return main(["--check", *argv], prog=prog)
 
 
 COMMANDS: dict[str, Command] = {
