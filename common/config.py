@@ -22,6 +22,7 @@ from typing import Any, Final
 
 import yaml
 
+from common import keys
 from common.symbols import is_valid_coin
 
 CONFIG_ENV: Final = "TRACKER_CONFIG"
@@ -82,6 +83,7 @@ class Settings:
     memory_pressure_bytes: int = _knob("INGEST_MEMORY_PRESSURE_BYTES", 419430400, "Seed: Redis used_memory (400 MB) above which the short TTL applies when Redis has no maxmemory.")
     memory_pressure_ratio: float = _knob("INGEST_MEMORY_PRESSURE_RATIO", 0.7, "Fraction of Redis maxmemory above which the short TTL applies (when maxmemory is set).")
     monotonic_writes: bool = _knob("INGEST_MONOTONIC_WRITES", False, "Write each ticker through a Redis Function that skips it when the stored exchange ts is newer, atomically. Required when two ingest replicas write the same Redis (HA): an older ticker can then never replace a newer one. Costs a Lua call per write (docs/BENCHMARKS.md).")
+    ingest_replica: str = _knob("INGEST_REPLICA", keys.DEFAULT_REPLICA, "This ingest's name among the replicas writing one Redis (HA): its heartbeat and counters are kept under it and it is the `replica` label of its metrics. Lower case, digits, - and _, at most 32 characters; give each replica its own. The default suits a single ingest.")
     redis_retry_max: float = _knob("INGEST_REDIS_RETRY_MAX", 5.0, "Longest pause (s) between attempts to reach Redis while it is down.")
 
     # --- exporter ------------------------------------------------------------------
@@ -162,6 +164,9 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"INGEST_MEMORY_PRESSURE_RATIO must be in (0, 1], got {s.memory_pressure_ratio}")
     if s.option_ttl_pressure > s.option_ttl:
         raise ConfigError("INGEST_OPTION_TTL_PRESSURE must not exceed INGEST_OPTION_TTL")
+    if not keys.is_valid_replica(s.ingest_replica):
+        raise ConfigError(f"INGEST_REPLICA must match {keys.REPLICA_NAME_PATTERN} (lower case letters, digits, "
+                          f"- and _, at most 32 characters), got {s.ingest_replica!r}")
     if s.log_format not in {"json", "text"}:
         raise ConfigError(f"LOG_FORMAT must be json or text, got {s.log_format!r}")
     if s.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:

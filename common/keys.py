@@ -12,6 +12,7 @@ function here returns a pattern.
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 #: Prefix of the latest-ticker hash of one option: ``option:BTC-27DEC26-100000-C``.
@@ -32,8 +33,45 @@ STATS_GLOBAL: Final = "stats:global"
 STATS_LAG: Final = "stats:lag"
 
 #: Hash written every stats interval with a short TTL, so that it vanishes when the
-#: ingest dies. Fields: :data:`HEARTBEAT_FIELDS`.
+#: ingest dies. Fields: :data:`HEARTBEAT_FIELDS`. Since ingest replicas (HA) this is the
+#: single-node copy written only by the replica named :data:`DEFAULT_REPLICA`; readers
+#: that know replicas read :func:`replica_heartbeat_key` (same fields).
 INGEST_HEARTBEAT: Final = "ingest:heartbeat"
+
+# --- ingest replicas ------------------------------------------------------------
+# Several ingest processes (replicas, HA) may write one Redis. Each writes its own
+# heartbeat, counters and lag histogram under its name (INGEST_REPLICA), because two
+# processes writing one hash of absolute counters would overwrite each other's totals
+# (a counter that jumps between two values reads as a reset every second). What stays
+# shared is about the data, not the writer: the newest ``last_update`` (raised to the
+# maximum, never lowered, whichever replica wrote it) and the coin indexes.
+
+#: The name of a replica that sets no INGEST_REPLICA: single-node deployments. This
+#: replica (and only this one) also keeps the single-node keys (``stats:global``'s
+#: counters, ``stats:lag``, ``ingest:heartbeat``, ``stats:coin:<COIN>``'s ``messages`` and
+#: ``tracked``) written exactly as before replicas existed, so shell scripts and older
+#: readers keep working; with two named replicas nobody overwrites them in turn.
+DEFAULT_REPLICA: Final = "main"
+
+#: A replica name: it becomes a key suffix and the ``replica`` label value, so it is
+#: short, lower case and unambiguous. The exporter ignores a member that does not match.
+REPLICA_NAME_PATTERN: Final = r"^[a-z0-9][a-z0-9_-]{0,31}$"
+_REPLICA_NAME: Final = re.compile(REPLICA_NAME_PATTERN)
+
+#: Sorted set: member a replica name, score the epoch seconds (float) of its newest
+#: heartbeat. How the exporter and the health check find the replicas without a key walk;
+#: a member that stopped heartbeating stays :data:`REPLICA_RETENTION_SECONDS` (so that
+#: "replica down" can be seen and alerted on), then the writers prune it.
+INGEST_REPLICAS: Final = "ingest:replicas"
+
+#: How long a replica that stopped heartbeating is still listed (and its stats hashes
+#: kept): a day, long enough for the warning to be handled; forget one sooner with
+#: ``ZREM ingest:replicas <name>`` (docs/runbooks/IngestReplicaDown.md).
+REPLICA_RETENTION_SECONDS: Final = 86400.0
+
+#: At most this many replicas are read per scrape (the newest heartbeats): bounds the
+#: exporter's round trip and the cardinality of the ``replica`` label.
+MAX_REPLICAS: Final = 16
 
 # --- fields of ``ingest:heartbeat`` (the ingest writes all of them, every interval) ---
 F_HB_TS: Final = "ts"  # epoch seconds (float) of this write: the heartbeat's age is now minus it
@@ -114,3 +152,28 @@ def lag_bucket_field(bound: float) -> str:
 LAG_INF_FIELD: Final = "le:+Inf"
 LAG_SUM_FIELD: Final = "sum"
 LAG_COUNT_FIELD: Final = "count"
+
+
+def is_valid_replica(name: str) -> bool:
+    """True when ``name`` may be a replica name (key suffix and ``replica`` label value)."""
+    return _REPLICA_NAME.fullmatch(name) is not None
+
+
+def replica_heartbeat_key(replica: str) -> str:
+    """Hash of one replica's heartbeat (:data:`HEARTBEAT_FIELDS`), expiring INGEST_HEARTBEAT_TTL
+    after its last write: ``ingest:heartbeat:<replica>``."""
+    return f"{INGEST_HEARTBEAT}:{replica}"
+
+
+def replica_stats_key(replica: str) -> str:
+    """Hash of one replica's counters and connection state: ``stats:replica:<replica>``.
+
+    The fields of ``stats:global`` (``messages``, ``ws_connected``, ``errors:<type>``,
+    ``messages:<COIN>``...), plus ``last_update``: this replica's newest write.
+    """
+    return f"stats:replica:{replica}"
+
+
+def replica_lag_key(replica: str) -> str:
+    """Hash of one replica's exchange-lag histogram (fields as ``stats:lag``): ``stats:lag:<replica>``."""
+    return f"{STATS_LAG}:{replica}"
