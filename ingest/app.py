@@ -68,7 +68,7 @@ async def main(settings: Settings, *, stop: asyncio.Event | None = None) -> None
     pool = Pool(settings=settings, sink=sink, counters=counters, stop=stop, grace=CLOSE_GRACE)
     reporter = Reporter(store=store, writer=writer, counters=counters, lag=lag, pressure=pressure,
                         connection_state=pool.state, interval=settings.stats_interval,
-                        heartbeat_ttl=settings.heartbeat_ttl)
+                        heartbeat_ttl=settings.heartbeat_ttl, replica=settings.ingest_replica)
 
     def on_universe(universe: dict[str, set[str]]) -> None:
         change = pool.apply(universe)
@@ -77,7 +77,8 @@ async def main(settings: Settings, *, stop: asyncio.Event | None = None) -> None
 
     limiter = RestRateLimiter(initial=settings.rest_backoff_initial, factor=settings.rest_backoff_factor,
                               maximum=settings.rest_backoff_max, ban_pause=settings.rest_ban_pause)
-    log.info("starting", extra={"coins": list(settings.coins), "ws_url": settings.ws_url,
+    log.info("starting", extra={"coins": list(settings.coins), "replica": settings.ingest_replica,
+                                "ws_url": settings.ws_url,
                                 "rest_url": settings.rest_url})
     try:
         async with aiohttp.ClientSession() as session:

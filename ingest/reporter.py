@@ -1,7 +1,14 @@
 """Every stats interval: stats hashes, heartbeat, lag histogram, and a look at Redis itself.
 
-Writes ``stats:global``, ``stats:coin:<COIN>``, ``stats:lag`` and the heartbeat (with
-its TTL, so it vanishes when the ingest dies), all as absolute values. Then reads
+Writes this replica's own ``stats:replica:<name>``, ``stats:lag:<name>`` and heartbeat
+``ingest:heartbeat:<name>`` (with its TTL, so it vanishes when the ingest dies), all as
+absolute values, its score in ``ingest:replicas`` (how readers find the replicas), and
+raises the shared ``last_update`` fields to its newest write (never lowers them). Each
+replica (``INGEST_REPLICA``) writes only its own hashes: two replicas writing one hash of
+absolute counters would overwrite each other's totals every second. The replica named
+``main`` (the default, a single-node deployment) also writes the single-node keys
+(``stats:global``, ``stats:coin:<COIN>``, ``stats:lag``, ``ingest:heartbeat``) exactly as
+before replicas existed. Then reads
 Redis' ``INFO``: a new ``run_id`` means Redis restarted behind our back (possibly
 without a single failed command), so the writer rewrites everything; ``used_memory``
 against the threshold switches the short TTL on or off (:mod:`ingest.pressure`).
@@ -15,7 +22,7 @@ import os
 import time
 from collections.abc import Callable
 
-from common import errors
+from common import errors, keys
 from common.logs import LogThrottle
 from ingest import process_stats
 from ingest.lag import LagHistogram
@@ -32,7 +39,7 @@ class Reporter:
 
     def __init__(self, *, store: Store, writer: Writer, counters: Counters, lag: LagHistogram,
                  pressure: MemoryPressure, connection_state: Callable[[], ConnectionState],
-                 interval: float, heartbeat_ttl: float) -> None:
+                 interval: float, heartbeat_ttl: float, replica: str = keys.DEFAULT_REPLICA) -> None:
         self.store = store
         self.writer = writer
         self.counters = counters
@@ -41,6 +48,7 @@ class Reporter:
         self.connection_state = connection_state
         self.interval = interval
         self.heartbeat_ttl = heartbeat_ttl
+        self.replica = replica
         self.run_id: str | None = None
         self._throttle = LogThrottle(period=60.0, burst=2)
 
@@ -57,12 +65,14 @@ class Reporter:
         """One round: stats out, INFO in. False when Redis could not be reached."""
         try:
             counters, writer = self.counters, self.writer
+            now = time.time()
             refused = await self.store.write_stats(
+                replica=self.replica, now=now, legacy=self.replica == keys.DEFAULT_REPLICA,
                 global_doc=global_fields(counters, self.connection_state(), ttl=self.pressure.ttl,
                                          pressure=self.pressure.active, pending=writer.coalescer.pending),
                 coin_docs={c: coin_fields(counters, c, writer.tracked(c)) for c in counters.coins},
                 lag_doc=self.lag.fields(),
-                heartbeat_doc=heartbeat_fields(now=time.time(), pid=os.getpid(),
+                heartbeat_doc=heartbeat_fields(now=now, pid=os.getpid(),
                                                rss_bytes=process_stats.rss_bytes(),
                                                cpu_seconds=process_stats.cpu_seconds(),
                                                started_at=self.counters.started_at),

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -26,6 +26,21 @@ from redis.exceptions import RedisError, ResponseError
 
 from common import keys
 from common.redisconn import SentinelTarget, connection_pool
+
+#: Raises hash fields to a value, never lowers them, atomically (``EVAL``, a few times a second
+#: at most): KEYS are hashes, ARGV pairs (field, value) one per key. A field that is absent or
+#: not a number takes the value. Two replicas each write their newest ``last_update``; whichever
+#: order their writes arrive in, the stored one is the newest (shell scripts and the API read it).
+RAISE_FIELDS: Final = """
+for i, key in ipairs(KEYS) do
+  local field, value = ARGV[2 * i - 1], ARGV[2 * i]
+  local current = tonumber(redis.call('HGET', key, field))
+  if current == nil or tonumber(value) > current then
+    redis.call('HSET', key, field, value)
+  end
+end
+return 0
+"""
 
 
 class RedisUnavailable(Exception):
@@ -142,18 +157,54 @@ class Store:
                           used_memory=int(memory.get("used_memory", 0)),
                           maxmemory=int(memory.get("maxmemory", 0)))
 
-    async def write_stats(self, *, global_doc: Mapping[str, str], coin_docs: Mapping[str, Mapping[str, str]],
-                          lag_doc: Mapping[str, str], heartbeat_doc: Mapping[str, str],
-                          heartbeat_ttl: float) -> list[Exception]:
-        """``stats:global``, per-coin stats, the lag histogram and the heartbeat (with its TTL).
+    async def write_stats(self, *, replica: str, global_doc: Mapping[str, str],
+                          coin_docs: Mapping[str, Mapping[str, str]], lag_doc: Mapping[str, str],
+                          heartbeat_doc: Mapping[str, str], heartbeat_ttl: float, now: float,
+                          legacy: bool) -> list[Exception]:
+        """One replica's stats, heartbeat and lag histogram, and the shared newest ``last_update``.
+
+        - ``stats:replica:<replica>`` (``global_doc``), ``stats:lag:<replica>`` and
+          ``ingest:heartbeat:<replica>`` (with its TTL): only this replica writes them;
+        - ``ingest:replicas``: this replica's score set to ``now``, members silent for
+          :data:`~common.keys.REPLICA_RETENTION_SECONDS` pruned;
+        - ``last_update`` of ``stats:global`` and of each ``stats:coin:<COIN>``: raised to this
+          replica's value when that is newer, never lowered (:data:`RAISE_FIELDS`, atomic in
+          Redis), so it stays the newest ticker written by any replica;
+        - with ``legacy`` (the replica named :data:`~common.keys.DEFAULT_REPLICA`): also the
+          single-node keys as before replicas existed (``stats:global``'s counters,
+          ``stats:coin:<COIN>``, ``stats:lag``, ``ingest:heartbeat``).
 
         Returns the error replies (e.g. a key of the wrong type), which the caller counts.
         """
+        retention = keys.REPLICA_RETENTION_SECONDS
+        raised: list[tuple[str, str, str]] = []  # (key, field, value)
+        if (last := global_doc.get(keys.F_LAST_UPDATE)) is not None:
+            raised.append((keys.STATS_GLOBAL, keys.F_LAST_UPDATE, last))
+        for coin, doc in coin_docs.items():
+            if (coin_last := doc.get(keys.F_COIN_LAST_UPDATE)) is not None:
+                raised.append((keys.coin_stats_key(coin), keys.F_COIN_LAST_UPDATE, coin_last))
+
         def fill(pipe: Any) -> None:
-            pipe.hset(keys.STATS_GLOBAL, mapping=dict(global_doc))
-            for coin, doc in coin_docs.items():
-                pipe.hset(keys.coin_stats_key(coin), mapping=dict(doc))
-            pipe.hset(keys.STATS_LAG, mapping=dict(lag_doc))
-            pipe.hset(keys.INGEST_HEARTBEAT, mapping=dict(heartbeat_doc))
-            pipe.pexpire(keys.INGEST_HEARTBEAT, max(1, int(heartbeat_ttl * 1000)))
+            stats_key, lag_key = keys.replica_stats_key(replica), keys.replica_lag_key(replica)
+            beat_key = keys.replica_heartbeat_key(replica)
+            pipe.hset(stats_key, mapping=dict(global_doc))
+            pipe.expire(stats_key, int(retention))
+            pipe.hset(lag_key, mapping=dict(lag_doc))
+            pipe.expire(lag_key, int(retention))
+            pipe.hset(beat_key, mapping=dict(heartbeat_doc))
+            pipe.pexpire(beat_key, max(1, int(heartbeat_ttl * 1000)))
+            pipe.zadd(keys.INGEST_REPLICAS, {replica: now})
+            pipe.zremrangebyscore(keys.INGEST_REPLICAS, "-inf", f"({now - retention!r}")
+            if raised:
+                pipe.eval(RAISE_FIELDS, len(raised), *(k for k, _f, _v in raised),
+                          *(x for _k, f, v in raised for x in (f, v)))
+            if legacy:
+                pipe.hset(keys.STATS_GLOBAL, mapping={k: v for k, v in global_doc.items()
+                                                      if k != keys.F_LAST_UPDATE})
+                for coin, doc in coin_docs.items():
+                    if coin_doc := {k: v for k, v in doc.items() if k != keys.F_COIN_LAST_UPDATE}:
+                        pipe.hset(keys.coin_stats_key(coin), mapping=coin_doc)
+                pipe.hset(keys.STATS_LAG, mapping=dict(lag_doc))
+                pipe.hset(keys.INGEST_HEARTBEAT, mapping=dict(heartbeat_doc))
+                pipe.pexpire(keys.INGEST_HEARTBEAT, max(1, int(heartbeat_ttl * 1000)))
         return [r for r in await self._pipeline(fill) if isinstance(r, Exception)]

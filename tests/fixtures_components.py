@@ -104,12 +104,23 @@ class IngestHandle:
             result: dict[str, str] = r.hgetall(keys.STATS_GLOBAL)
         return result
 
+    @property
+    def replica(self) -> str:
+        """The ingest's replica name (``INGEST_REPLICA``, or the default)."""
+        return self.env.get("INGEST_REPLICA") or keys.DEFAULT_REPLICA
+
+    def replica_stats(self) -> dict[str, str]:
+        """The ingest's own ``stats:replica:<name>`` hash (empty until its first stats write)."""
+        with self.redis() as r:
+            result: dict[str, str] = r.hgetall(keys.replica_stats_key(self.replica))
+        return result
+
     def wait_for_data(self, *, symbols: int = 1, timeout: float = 30.0) -> None:
         """Wait until at least ``symbols`` option hashes have been written."""
         def enough() -> bool:
             if not self.running:
                 raise AssertionError(f"ingest exited early; log:\n{self.log_text()[-3000:]}")
-            return int(self.stats().get(keys.F_REDIS_WRITES, "0")) >= symbols
+            return int(self.replica_stats().get(keys.F_REDIS_WRITES, "0")) >= symbols
 
         wait_until(enough, timeout=timeout, interval=0.2, what=f"{symbols} option hashes from the ingest")
 
@@ -189,11 +200,14 @@ def keys_outside_layout(r: Any, coins: Sequence[str]) -> list[str]:
     """Every key in Redis that the documented layout (common/keys.py) does not allow."""
     from common.symbols import is_valid_symbol
 
-    fixed = {keys.STATS_GLOBAL, keys.STATS_LAG, keys.INGEST_HEARTBEAT}
+    fixed = {keys.STATS_GLOBAL, keys.STATS_LAG, keys.INGEST_HEARTBEAT, keys.INGEST_REPLICAS}
     fixed |= {keys.coin_index_key(c) for c in coins} | {keys.coin_stats_key(c) for c in coins}
+    per_replica = (keys.replica_heartbeat_key(""), keys.replica_stats_key(""), keys.replica_lag_key(""))
     bad = []
     for key in r.scan_iter(count=1000):
         if key in fixed:
+            continue
+        if any(key.startswith(p) and keys.is_valid_replica(key[len(p):]) for p in per_replica):
             continue
         if key.startswith(keys.OPTION_PREFIX) and is_valid_symbol(key[len(keys.OPTION_PREFIX):]):
             continue

@@ -106,6 +106,7 @@ async def test_the_ingest_writes_exactly_the_heartbeat_fields_its_readers_read(
     writer = ingest_redis(redis_server.url, timeout=2.0)
     try:
         failed = await Store(writer, timeout=2.0).write_stats(
+            replica=keys.DEFAULT_REPLICA, now=now, legacy=True,
             global_doc=global_fields(counters, ConnectionState(), ttl=86400, pressure=False, pending=0),
             coin_docs={}, lag_doc={keys.LAG_COUNT_FIELD: "0"}, heartbeat_doc=beat, heartbeat_ttl=15.0)
     finally:
@@ -114,6 +115,7 @@ async def test_the_ingest_writes_exactly_the_heartbeat_fields_its_readers_read(
 
     client = redis_server.client()
     assert set(client.hkeys(keys.INGEST_HEARTBEAT)) == set(keys.HEARTBEAT_FIELDS)
+    assert set(client.hkeys(keys.replica_heartbeat_key(keys.DEFAULT_REPLICA))) == set(keys.HEARTBEAT_FIELDS)
 
     reader = exporter_redis(redis_server.url, timeout=2.0)
     try:

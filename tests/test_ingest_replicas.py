@@ -1,0 +1,119 @@
+"""Ingest replicas on one Redis: each writes its own stats and heartbeat, the shared fields only go up.
+
+Real redis-server; the ingest's own :class:`~ingest.store.Store` writes what its reporter
+writes every stats interval. The end-to-end view (two ``python -m ingest`` processes, the
+exporter, the alerts) is tests/test_ingest_replicas_e2e.py.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from common import keys
+from common.config import ConfigError, load_settings
+from ingest.stats import ConnectionState, Counters, coin_fields, global_fields, heartbeat_fields
+from ingest.store import Store, make_redis
+from tests.servers import RedisServer
+
+
+@pytest.fixture
+async def store(redis_server: RedisServer) -> AsyncIterator[Store]:
+    redis = make_redis(redis_server.url, timeout=2.0)
+    try:
+        yield Store(redis, timeout=2.0)
+    finally:
+        await redis.aclose()
+
+
+async def report(store: Store, replica: str, *, now: float, last_update: float, messages: int,
+                 connected: int = 2) -> None:
+    """What one replica's reporter writes: its counters with ``last_update`` (BTC) at ``last_update``."""
+    counters = Counters(coins=("BTC", "ETH"), started_at=now - 60)
+    counters.messages = messages
+    counters.messages_by_coin["BTC"] = messages
+    counters.written("BTC", last_update)
+    failed = await store.write_stats(
+        replica=replica, now=now, legacy=replica == keys.DEFAULT_REPLICA,
+        global_doc=global_fields(counters, ConnectionState(desired=2, connected=connected), ttl=86400,
+                                 pressure=False, pending=0),
+        coin_docs={c: coin_fields(counters, c, 5) for c in counters.coins},
+        lag_doc={keys.LAG_COUNT_FIELD: str(messages)},
+        heartbeat_doc=heartbeat_fields(now=now, pid=1000 + len(replica), rss_bytes=1, cpu_seconds=0.5,
+                                       started_at=now - 60),
+        heartbeat_ttl=15.0)
+    assert failed == []
+
+
+def test_the_replica_name_is_validated_with_a_message_naming_the_knob() -> None:
+    assert load_settings({}).ingest_replica == keys.DEFAULT_REPLICA == "main"
+    assert load_settings({"INGEST_REPLICA": "ingest-b_2"}).ingest_replica == "ingest-b_2"
+    for bad in ("B", "-b", "b c", "x" * 33, "stats:global", "ü", "b\x00"):
+        with pytest.raises(ConfigError, match="INGEST_REPLICA"):
+            load_settings({"INGEST_REPLICA": bad})
+
+
+async def test_two_replicas_keep_their_own_counters_and_heartbeats(
+        store: Store, redis_server: RedisServer) -> None:
+    now = time.time()
+    await report(store, "a", now=now, last_update=now - 1, messages=500, connected=2)
+    await report(store, "b", now=now + 0.5, last_update=now - 3, messages=7, connected=1)
+    await report(store, "a", now=now + 1, last_update=now - 1, messages=600, connected=2)
+    r = redis_server.client()
+    a, b = r.hgetall(keys.replica_stats_key("a")), r.hgetall(keys.replica_stats_key("b"))
+    assert (a[keys.F_MESSAGES], a[keys.F_WS_CONNECTED]) == ("600", "2")
+    assert (b[keys.F_MESSAGES], b[keys.F_WS_CONNECTED]) == ("7", "1")
+    assert b[keys.messages_field("BTC")] == "7"
+    assert r.hget(keys.replica_lag_key("b"), keys.LAG_COUNT_FIELD) == "7"
+    for replica in ("a", "b"):
+        beat = keys.replica_heartbeat_key(replica)
+        assert set(r.hkeys(beat)) == set(keys.HEARTBEAT_FIELDS)
+        assert 0 < r.pttl(beat) <= 15_000
+        assert 0 < r.ttl(keys.replica_stats_key(replica)) <= keys.REPLICA_RETENTION_SECONDS
+    assert r.zrange(keys.INGEST_REPLICAS, 0, -1, withscores=True) == [("b", now + 0.5), ("a", now + 1)]
+    # Named replicas leave the single-node keys alone: nobody overwrites them in turn.
+    assert not r.exists(keys.INGEST_HEARTBEAT, keys.STATS_LAG)
+    assert set(r.hkeys(keys.STATS_GLOBAL)) == {keys.F_LAST_UPDATE}
+
+
+async def test_last_update_is_the_newest_of_any_replica_and_never_goes_back(
+        store: Store, redis_server: RedisServer) -> None:
+    now = time.time()
+    r = redis_server.client()
+    await report(store, "a", now=now, last_update=now - 1, messages=1)
+    await report(store, "b", now=now, last_update=now - 30, messages=1)  # lagging replica writes later
+    assert r.hget(keys.STATS_GLOBAL, keys.F_LAST_UPDATE) == str(int(now - 1))
+    assert float(r.hget(keys.coin_stats_key("BTC"), keys.F_COIN_LAST_UPDATE)) == now - 1
+    await report(store, "b", now=now + 1, last_update=now + 0.5, messages=2)
+    assert float(r.hget(keys.coin_stats_key("BTC"), keys.F_COIN_LAST_UPDATE)) == now + 0.5
+    # A field holding garbage (or absent) takes the value; a coin nobody wrote gets none.
+    r.hset(keys.STATS_GLOBAL, keys.F_LAST_UPDATE, "garbage")
+    await report(store, "a", now=now + 2, last_update=now - 1, messages=2)
+    assert r.hget(keys.STATS_GLOBAL, keys.F_LAST_UPDATE) == str(int(now - 1))
+    assert r.hget(keys.coin_stats_key("ETH"), keys.F_COIN_LAST_UPDATE) is None
+
+
+async def test_the_default_replica_also_writes_the_single_node_layout(
+        store: Store, redis_server: RedisServer) -> None:
+    now = time.time()
+    await report(store, keys.DEFAULT_REPLICA, now=now, last_update=now - 1, messages=42)
+    r = redis_server.client()
+    legacy = r.hgetall(keys.STATS_GLOBAL)
+    own = r.hgetall(keys.replica_stats_key(keys.DEFAULT_REPLICA))
+    assert legacy == own  # the same counters, under the old name too
+    assert legacy[keys.F_MESSAGES] == "42"
+    assert r.hget(keys.coin_stats_key("BTC"), keys.F_COIN_MESSAGES) == "42"
+    assert r.hget(keys.STATS_LAG, keys.LAG_COUNT_FIELD) == "42"
+    assert 0 < r.pttl(keys.INGEST_HEARTBEAT) <= 15_000
+
+
+async def test_a_replica_silent_for_the_retention_is_pruned_by_the_others(
+        store: Store, redis_server: RedisServer) -> None:
+    now = time.time()
+    r = redis_server.client()
+    r.zadd(keys.INGEST_REPLICAS, {"gone": now - keys.REPLICA_RETENTION_SECONDS - 5,
+                                  "recent": now - keys.REPLICA_RETENTION_SECONDS + 60})
+    await report(store, "a", now=now, last_update=now, messages=1)
+    assert r.zrange(keys.INGEST_REPLICAS, 0, -1) == ["recent", "a"]
