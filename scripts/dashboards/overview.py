@@ -19,8 +19,8 @@ from scripts.dashboards.parts import (
     per_second,
     q,
     row,
-    rows_of,
     single,
+    table_rows,
 )
 from scripts.healthcheck import tiers
 
@@ -34,7 +34,7 @@ def firing(severity: str) -> stat.Panel:
 
 
 def firing_alerts() -> table.Panel:
-    return (rows_of("Firing alerts", q('ALERTS{alertstate="firing"}', instant=True),
+    return (table_rows("Firing alerts", q('ALERTS{alertstate="firing"}', instant=True),
                     hide=("Time", "Value", "__name__", "alertstate"))
             .span(12).height(5).description("Every firing alert with its labels."))
 

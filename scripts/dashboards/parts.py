@@ -27,6 +27,7 @@ from scripts.healthcheck.tiers import Thresholds
 
 DATASOURCE: Final = dm.DataSourceRef(type_val="prometheus", uid="${datasource}")
 TAG: Final = "bybit-options-tracker"
+GRID_WIDTH: Final = 24
 
 # The alert tiers' colours: info blue, warning orange, critical red.
 TIER_COLOURS: Final = {"ok": "green", "info": "blue", "warning": "orange", "critical": "red"}
@@ -97,7 +98,7 @@ AnyPanel = TypeVar("AnyPanel", timeseries.Panel, stat.Panel, gauge.Panel, bargau
 SingleValue = TypeVar("SingleValue", stat.Panel, gauge.Panel, bargauge.Panel)
 
 
-def _targets(panel: AnyPanel, title: str, queries: Sequence[prometheus.Dataquery],
+def _base(panel: AnyPanel, title: str, queries: Sequence[prometheus.Dataquery],
              colour: dm.FieldColorModeId) -> AnyPanel:
     """What every panel has: title, data source, queries A, B, ..., 6x7 cells, green thresholds."""
     for i, query in enumerate(queries):
@@ -109,7 +110,7 @@ def _targets(panel: AnyPanel, title: str, queries: Sequence[prometheus.Dataquery
 def graph(title: str, *queries: prometheus.Dataquery, alert: db.ThresholdsConfig | None = None,
           stack: bool = False) -> timeseries.Panel:
     """A time series; ``alert`` levels are drawn as dashed lines, so the alert's level shows on the graph."""
-    panel = (_targets(timeseries.Panel(), title, queries, dm.FieldColorModeId.PALETTE_CLASSIC)
+    panel = (_base(timeseries.Panel(), title, queries, dm.FieldColorModeId.PALETTE_CLASSIC)
              .draw_style(cm.GraphDrawStyle.LINE).line_width(1).fill_opacity(10)
              .show_points(cm.VisibilityMode.NEVER).span_nulls(False)
              .stacking(cb.StackingConfig().group("A")
@@ -129,27 +130,27 @@ def _last_value(panel: SingleValue) -> SingleValue:
 
 def single(title: str, *queries: prometheus.Dataquery) -> stat.Panel:
     """The last value, its background coloured by the thresholds, a sparkline behind it."""
-    return (_last_value(_targets(stat.Panel(), title, queries, dm.FieldColorModeId.THRESHOLDS))
+    return (_last_value(_base(stat.Panel(), title, queries, dm.FieldColorModeId.THRESHOLDS))
             .color_mode(cm.BigValueColorMode.BACKGROUND).graph_mode(cm.BigValueGraphMode.AREA)
             .justify_mode(cm.BigValueJustifyMode.AUTO).text_mode(cm.BigValueTextMode.AUTO))
 
 
 def dial(title: str, *queries: prometheus.Dataquery) -> gauge.Panel:
     """A gauge with the threshold markers on its rim."""
-    return (_last_value(_targets(gauge.Panel(), title, queries, dm.FieldColorModeId.THRESHOLDS))
+    return (_last_value(_base(gauge.Panel(), title, queries, dm.FieldColorModeId.THRESHOLDS))
             .show_threshold_markers(True).show_threshold_labels(False))
 
 
 def bars(title: str, *queries: prometheus.Dataquery) -> bargauge.Panel:
     """One bar per query."""
-    return _last_value(_targets(bargauge.Panel(), title, queries, dm.FieldColorModeId.THRESHOLDS))
+    return _last_value(_base(bargauge.Panel(), title, queries, dm.FieldColorModeId.THRESHOLDS))
 
 
-def rows_of(title: str, *queries: prometheus.Dataquery, hide: Sequence[str] = ()) -> table.Panel:
+def table_rows(title: str, *queries: prometheus.Dataquery, hide: Sequence[str] = ()) -> table.Panel:
     """The series of instant queries as table rows, one column per label but ``hide``."""
     for query in queries:
         query.instant().format(pm.PromQueryFormat.TABLE)
-    return (_targets(table.Panel(), title, queries, dm.FieldColorModeId.THRESHOLDS)
+    return (_base(table.Panel(), title, queries, dm.FieldColorModeId.THRESHOLDS)
             .show_header(True).cell_height(cm.TableCellHeight.SM)
             .with_transformation(dm.DataTransformerConfig(id_val="organize", options={
                 "excludeByName": dict.fromkeys(hide, True)})))
@@ -183,9 +184,26 @@ def dashboard(uid: str, title: str, description: str, *rows: Row, time_from: str
         for panel in panels:
             board.with_panel(panel)
     model = board.build()
-    for number, placed in enumerate(model.panels or [], start=1):
-        placed.id_val = number
+    _lay_out(model.panels or [])
     return model
+
+
+def _lay_out(panels: Sequence[dm.Panel | dm.RowPanel]) -> None:
+    """Each row on a line of its own, its panels left to right, wrapping before a panel that would
+    cross the grid's right edge (the SDK's ``with_panel`` wraps only after it, letting it overflow);
+    ids 1, 2, ... from the top."""
+    x = y = line = 0  # y: top of the current line, line: its height so far
+    for number, panel in enumerate(panels, start=1):
+        panel.id_val = number
+        pos = panel.grid_pos = panel.grid_pos or dm.GridPos()
+        if isinstance(panel, dm.RowPanel):
+            pos.x, pos.y = 0, y + line
+            x, y, line = 0, pos.y + 1, 0
+            continue
+        if x + pos.w > GRID_WIDTH:
+            x, y, line = 0, y + line, 0
+        pos.x, pos.y = x, y
+        x, line = x + pos.w, max(line, pos.h)
 
 
 def to_json(model: dm.Dashboard) -> dict[str, Any]:
