@@ -35,7 +35,7 @@ def firing(severity: str) -> stat.Panel:
 
 def firing_alerts() -> table.Panel:
     return (table_rows("Firing alerts", q('ALERTS{alertstate="firing"}', instant=True),
-                    hide=("Time", "Value", "__name__", "alertstate"))
+                       hide=("Time", "Value", "__name__", "alertstate"))
             .span(12).height(5).description("Every firing alert with its labels."))
 
 
