@@ -418,3 +418,64 @@ class WebhookReceiver:
     def names(self, status: str = "firing") -> set[str]:
         """Alert names notified with ``status`` (``firing`` or ``resolved``)."""
         return {a["labels"]["alertname"] for a in self.alerts() if a.get("status") == status}
+
+
+@dataclass(frozen=True)
+class ReceivedMail:
+    """One message as the SMTP server took it: the envelope and the parsed message."""
+
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    message: Any  # email.message.EmailMessage (policy.default), parsed from the DATA bytes
+    arrived: float  # time.monotonic()
+
+
+class SmtpServer:
+    """A real SMTP server (aiosmtpd) on a free loopback port, keeping every message it accepts.
+
+    Plain SMTP without TLS or authentication: what the loopback Alertmanager variant sends to
+    (``promconfig.write_local_alertmanager_config(smarthost=...)``). It runs aiosmtpd's own
+    asyncio loop in a thread; tests read :attr:`mails`.
+    """
+
+    def __init__(self) -> None:
+        try:
+            from aiosmtpd.controller import Controller
+        except ImportError:
+            pytest.skip("aiosmtpd not installed (pip install -e '.[dev]')")
+        self._mails: list[ReceivedMail] = []
+        self._lock = threading.Lock()
+        self.port = free_port()
+        server = self
+
+        class Handler:
+            async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:
+                import email
+                from email import policy
+
+                raw = envelope.original_content or envelope.content
+                message = email.message_from_bytes(raw, policy=policy.default)
+                mail = ReceivedMail(str(envelope.mail_from), tuple(str(r) for r in envelope.rcpt_tos),
+                                    message, time.monotonic())
+                with server._lock:
+                    server._mails.append(mail)
+                return "250 Message accepted for delivery"
+
+        self._controller = Controller(Handler(), hostname=LOOPBACK, port=self.port)
+
+    @property
+    def smarthost(self) -> str:
+        """``host:port`` as Alertmanager's smtp_smarthost wants it."""
+        return f"{LOOPBACK}:{self.port}"
+
+    def start(self) -> None:
+        self._controller.start()
+
+    def stop(self) -> None:
+        self._controller.stop()
+
+    @property
+    def mails(self) -> list[ReceivedMail]:
+        """Every message accepted so far (a copy), in order of arrival."""
+        with self._lock:
+            return list(self._mails)
