@@ -105,10 +105,33 @@ class Supervisor:
         self._clock = clock
         self._stopping = asyncio.Event()
         self._procs: dict[str, asyncio.subprocess.Process] = {}
+        self._held: dict[str, asyncio.Event] = {}
         self.restarts: dict[str, int] = {s.name: 0 for s in services}
 
     def stop(self) -> None:
         self._stopping.set()
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> int | None:
+        """Send ``sig`` to ``name`` (the failover drill's fault); its pid, None when it is not running.
+
+        The supervisor restarts it as it would after a crash, unless it is :meth:`hold`-ed.
+        """
+        proc = self._procs.get(name)
+        if proc is None or proc.returncode is not None:
+            return None
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(sig)
+        return proc.pid
+
+    def hold(self, name: str) -> None:
+        """Do not restart ``name`` when it exits, until :meth:`release` (a fault that must last)."""
+        self._held.setdefault(name, asyncio.Event())
+
+    def release(self, name: str) -> None:
+        """Let a held ``name`` be restarted again (at once if it is down)."""
+        event = self._held.pop(name, None)
+        if event is not None:
+            event.set()
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tg:
@@ -141,6 +164,19 @@ class Supervisor:
             code = await proc.wait()
             if self._stopping.is_set():
                 return
+            held = self._held.get(service.name)
+            if held is not None:
+                log.info("%s exited with %s; held down until released", service.name, code,
+                         extra={"service": service.name, "exit_code": code})
+                stop = asyncio.ensure_future(self._stopping.wait())
+                release = asyncio.ensure_future(held.wait())
+                await asyncio.wait((stop, release), return_when=asyncio.FIRST_COMPLETED)
+                for waiter in (stop, release):
+                    waiter.cancel()
+                if self._stopping.is_set():
+                    return
+                self.restarts[service.name] += 1
+                continue
             delay = policy.next_delay(self._clock() - started)
             self.restarts[service.name] += 1
             log.warning("%s exited with %s; restarting in %.0f s (log: %s)", service.name, code,
@@ -220,7 +256,8 @@ async def shown_url(service: Service) -> str:
 async def announce(services: list[Service], var: Path) -> None:
     """Print where each service answers, once the probed ones (see :func:`shown_url`) are up."""
     urls = await asyncio.gather(*(shown_url(s) for s in services))
-    lines = [f"  {s.name:<13} {url}" for s, url in zip(services, urls, strict=True) if url]
+    width = max([13, *(len(s.name) + 1 for s in services)])
+    lines = [f"  {s.name:<{width}} {url}" for s, url in zip(services, urls, strict=True) if url]
     with contextlib.suppress(OSError):  # a closed stdout must not take the running stack down
         print("\n".join([*lines, f"  logs          {var / 'log'}/<service>.log",
                           "Ctrl-C stops everything."]), flush=True)
@@ -313,10 +350,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.add_argument(f"--{f.name}-port", type=int, default=f.default, help=f"default {f.default}")
     p.add_argument("--redis-server", default=shutil.which("redis-server") or "redis-server",
                    help=argparse.SUPPRESS)
+    p.add_argument("--ha", action="store_true",
+                   help="the HA topology instead (docs/high-availability.md): Redis primary + replica "
+                        "under 3 sentinels, 2 ingest, 2 API behind HAProxy on port 5001, 2 Prometheus, "
+                        "2 meshed Alertmanagers; logs and data under VAR/ha")
+    p.add_argument("--any-ports", action="store_true",
+                   help="with --ha: free ports chosen at start (listed, and in VAR/ha/hastack.json) "
+                        "instead of the fixed ones")
     return p.parse_args(argv)
 
 
 async def amain(args: argparse.Namespace) -> int:
+    if args.ha:
+        from scripts.hastack import ha_main
+
+        return await ha_main(args)
     names = [f.name for f in dataclasses.fields(Ports)]
     ports = Ports(**{n: getattr(args, f"{n}_port") for n in names})
     busy = [f"{n} port {getattr(ports, n)}" for n in names

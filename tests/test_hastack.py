@@ -1,0 +1,128 @@
+"""`scripts/run --ha`: the HA topology on loopback with the Debian packages, served through HAProxy."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from common.config import Settings
+from scripts.hastack import (
+    SENTINEL_TEMPLATE,
+    HaPorts,
+    monitored_service,
+    sentinel_config,
+)
+from scripts.localstack import parse_args
+from tests.servers import binary_or_skip, python_env, repo_root, wait_until
+
+
+def _settings(conf: str) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for line in conf.splitlines():
+        words = line.split()
+        if words and not words[0].startswith("#"):
+            key = " ".join(words[:2]) if words[0] == "sentinel" else words[0]
+            out.setdefault(key, []).append(" ".join(words[1:]))
+    return out
+
+
+def test_loopback_sentinels_run_the_shipped_settings_on_their_own_port_and_primary(tmp_path: Path) -> None:
+    template = SENTINEL_TEMPLATE.read_text(encoding="utf-8")
+    conf = _settings(sentinel_config(template, port=26999, primary=("127.0.0.1", 6999), workdir=tmp_path))
+    shipped = _settings(template)
+    assert conf["port"] == ["26999"]
+    assert conf["bind"] == ["127.0.0.1"]
+    assert conf["dir"] == [str(tmp_path)]
+    assert conf["sentinel monitor"] == [f"monitor {Settings().redis_sentinel_service} 127.0.0.1 6999 2"]
+    for key in ("sentinel down-after-milliseconds", "sentinel failover-timeout", "sentinel parallel-syncs",
+                "sentinel resolve-hostnames"):
+        assert conf[key] == shipped[key], key
+    faster = _settings(sentinel_config(template, port=1, primary=("h", 2), workdir=tmp_path,
+                                       down_after_ms=800, failover_timeout_ms=3000))
+    assert faster["sentinel down-after-milliseconds"] == ["down-after-milliseconds tracker 800"]
+    assert faster["sentinel failover-timeout"] == ["failover-timeout tracker 3000"]
+
+
+def test_the_shipped_sentinels_watch_the_service_the_components_ask_for() -> None:
+    template = SENTINEL_TEMPLATE.read_text(encoding="utf-8")
+    assert monitored_service(template) == Settings().redis_sentinel_service
+
+
+def test_plain_run_keeps_its_single_stack_and_ha_is_opt_in() -> None:
+    assert not parse_args([]).ha
+    assert parse_args(["--ha", "--any-ports"]).any_ports
+    assert len(set(HaPorts().as_dict().values())) == len(HaPorts().as_dict()), "no port used twice"
+    assert HaPorts().haproxy == Settings().api_port, "users keep calling :5001"
+
+
+def _get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=3) as resp:
+        return json.loads(resp.read())
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.slow
+def test_run_ha_serves_options_through_haproxy_with_both_replicas_streaming_and_stops_cleanly(
+    tmp_path: Path,
+) -> None:
+    for binary in ("redis-server", "haproxy", "prometheus"):
+        binary_or_skip(binary)
+    binary_or_skip("prometheus-alertmanager", "alertmanager")
+    argv = [sys.executable, "-m", "scripts.localstack", "--ha", "--any-ports", "--var", str(tmp_path),
+            "--duration", "300"]
+    out = (tmp_path / "supervisor.log").open("wb")
+    proc = subprocess.Popen(argv, cwd=repo_root(), env=python_env(), stdout=out, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    var = tmp_path / "ha"
+    try:
+        wait_until(lambda: (var / "hastack.json").exists() and (var / "localstack.json").exists(),
+                   timeout=30, what="the HA stack's state files")
+        ports = json.loads((var / "hastack.json").read_text())["ports"]
+        api = f"http://127.0.0.1:{ports['haproxy']}/api/options/BTC"
+        body = wait_until(lambda: (d := _get_json(api)) and d.get("count", 0) > 100 and d,
+                          timeout=120, what="BTC options served through HAProxy")
+        assert body["count"] > 100
+        assert not body["stale"]
+
+        sentinel = redis.Redis(port=ports["sentinel_1"], decode_responses=True, socket_timeout=2)
+        service = Settings().redis_sentinel_service
+        addr = sentinel.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", service)  # type: ignore[no-untyped-call]
+        assert int(addr[1]) == ports["redis_a"]
+        wait_until(lambda: len(sentinel.execute_command("SENTINEL", "REPLICAS", service)) == 1  # type: ignore[no-untyped-call]
+                   and len(sentinel.execute_command("SENTINEL", "SENTINELS", service)) == 2,  # type: ignore[no-untyped-call]
+                   timeout=60, what="sentinel-1 to know the replica and the two other sentinels")
+        sentinel.close()
+
+        sim = f"http://127.0.0.1:{ports['simulator']}/control"
+        trading = sum(len(s) for s in _get_json(f"{sim}/instruments")["coins"].values())
+        wait_until(lambda: _get_json(f"{sim}/state")["counters"]["subscriptions"] == 2 * trading, timeout=60,
+                   what="both ingest replicas subscribed to every instrument")
+
+        pids = json.loads((var / "localstack.json").read_text())["pids"]
+        assert {"redis-a", "redis-b", "sentinel-3", "ingest-a", "ingest-b", "api-a", "api-b", "haproxy",
+                "prometheus-b", "alertmanager-b"} <= set(pids)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+        alive = {n: p for n, p in pids.items() if _pid_alive(p)}
+        assert not alive, f"left running after Ctrl-C: {alive}"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        out.close()
+        print((tmp_path / "supervisor.log").read_text()[-3000:])
