@@ -286,6 +286,74 @@ def test_each_tier_is_mailed_to_its_route_with_subject_summary_runbook_and_resol
     assert not delivery.webhook.bad_requests
 
 
+def _coin_stale(coin: str) -> dict[str, Any]:
+    """CoinDataStale for ``coin`` as Prometheus sends it (``$labels.coin`` and ``$value`` rendered)."""
+    rule = _rule("CoinDataStale")
+    annotations = {k: re.sub(r"\{\{ *\$labels\.coin *\}\}", coin, v) for k, v in rule["annotations"].items()}
+    annotations = {k: re.sub(r"\{\{[^}]*\}\}", "6m 40s", v) for k, v in annotations.items()}
+    return {"labels": {"alertname": "CoinDataStale", "job": "exporter", "coin": coin, **rule["labels"]},
+            "annotations": annotations, "generatorURL": "http://prometheus.example.com/graph?g0.expr=stale"}
+
+
+def _sections(text: str) -> dict[str, list[str]]:
+    """Alert names per section (FIRING / RESOLVED) of a text part, as ``[TIER] name`` lines list them."""
+    out: dict[str, list[str]] = {}
+    section = ""
+    for line in text.splitlines():
+        if m := re.fullmatch(r"(FIRING|RESOLVED): \d+", line):
+            section = m[1]
+        elif m := re.fullmatch(r"\[[A-Z]+\] (\w+)(?: - resolved)?", line):
+            out.setdefault(section, []).append(m[1])
+    return out
+
+
+@pytest.mark.slow
+def test_a_page_for_two_coins_is_one_mail_and_says_which_coin_resolved(delivery: Delivery) -> None:
+    """Two coins stale: one grouped page; one coin recovers: the next mail lists it as resolved."""
+    btc, eth = _coin_stale("BTC"), _coin_stale("ETH")
+    now = datetime.now(UTC)
+    firing = {coin: {**a, "startsAt": _stamp(now), "endsAt": _stamp(now + timedelta(hours=1))}
+              for coin, a in (("BTC", btc), ("ETH", eth))}
+    _post_alerts(delivery.alertmanager, list(firing.values()))
+
+    def mail_with(predicate: Any) -> ReceivedMail | None:
+        return next((m for m in delivery.smtp.mails if predicate(m)), None)
+
+    grouped = wait_until(lambda: mail_with(lambda m: "FIRING: 2" in parts(m.message)[0]), timeout=30,
+                         what="one mail for both coins")
+    assert grouped.rcpt_tos == (TIERS[0].mailbox,)
+    assert grouped.message["Subject"] == "[CRITICAL] 2 alerts: CoinDataStale, data_flow"
+    text, html_body = parts(grouped.message)
+    assert _sections(text) == {"FIRING": ["CoinDataStale", "CoinDataStale"]}, text
+    visible, links = parse_html(html_body)
+    for coin in ("BTC", "ETH"):
+        assert f"No {coin} option data for more than 5m" in text.splitlines()
+        assert f"No {coin} option data for more than 5m" in visible
+        assert f"coin={coin}" in text
+    assert links.get(btc["annotations"]["runbook_url"]) == "Runbook"
+
+    _post_alerts(delivery.alertmanager, [{**firing["BTC"], "endsAt": _stamp(datetime.now(UTC))}])
+    partial = wait_until(lambda: mail_with(lambda m: "RESOLVED: 1" in parts(m.message)[0]), timeout=30,
+                         what="a mail with BTC resolved and ETH firing")
+    assert partial.message["Subject"] == "[CRITICAL] 2 alerts: CoinDataStale, data_flow"
+    text, html_body = parts(partial.message)
+    assert _sections(text) == {"FIRING": ["CoinDataStale"], "RESOLVED": ["CoinDataStale"]}, text
+    firing_part, resolved_part = text.split("RESOLVED: 1")
+    assert "No ETH option data" in firing_part, text
+    assert "No BTC option data" not in firing_part, text
+    assert "No BTC option data" in resolved_part, text
+    assert "No ETH option data" not in resolved_part, text
+    visible, _links = parse_html(html_body)
+    assert re.search(r"Firing: 1 .*No ETH option data.* Resolved: 1 .*No BTC option data", visible), visible
+
+    _post_alerts(delivery.alertmanager, [{**firing["ETH"], "endsAt": _stamp(datetime.now(UTC))}])
+    over = "[CRITICAL] RESOLVED:"
+    last = wait_until(lambda: mail_with(lambda m: str(m.message["Subject"]).startswith(over)),
+                      timeout=30, what="the mail saying the page is over")
+    assert last.message["Subject"] == "[CRITICAL] RESOLVED: No ETH option data for more than 5m"
+    assert _sections(parts(last.message)[0]) == {"RESOLVED": ["CoinDataStale"]}
+
+
 # --- the loopback mail variant, without servers ---------------------------------------------------------
 
 
