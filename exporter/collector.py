@@ -5,16 +5,22 @@ that could mislead are left out rather than guessed:
 
 - Redis unreachable (no snapshot): only ``bybit_redis_up 0`` and the exporter's own series —
   no Redis-derived value, cached or default, is presented as current.
-- ``stats:global`` absent (the ingest never wrote, or Redis restarted and it has not yet
-  rewritten): its counters are omitted, not reported as 0, because a dip to 0 and back
-  reads as a counter reset and an increase the size of the whole total. When it exists,
-  every error type is exported (missing ones as 0), so ``increase()`` works from the first
-  scrape.
+- Ingest replicas: every replica listed in ``ingest:replicas`` (seen within a day) gets
+  ``bybit_ingest_up{replica}`` and its heartbeat age, so a replica that died stays visible
+  as down; only a live one (fresh heartbeat) exports its process series, counters, gauges
+  and lag histogram, because a dead replica's last totals and connection state are not
+  current. ``bybit_ingest_replicas_up`` (no label) is always exported: 0 when no replica is
+  listed at all, which "no ingest writing" must catch.
+- A live replica whose stats hash is absent (Redis restarted and it has not rewritten it
+  yet): its counters are omitted, not reported as 0, because a dip to 0 and back reads as a
+  counter reset and an increase the size of the whole total. When it exists, every error
+  type is exported (missing ones as 0), so ``increase()`` works from the first scrape.
 - A coin with no ticker yet: staleness ``+Inf`` (the coin is configured and has no data,
   which ``bybit_data_staleness_seconds > 300`` must catch) and no last-update timestamp.
 
-Labels come only from the configured coins and :data:`common.errors.ERROR_TYPES`; a field
-in Redis with any other name never becomes a label value.
+Labels come only from the configured coins, :data:`common.errors.ERROR_TYPES` and replica
+names that match :data:`common.keys.REPLICA_NAME_PATTERN`; a field in Redis with any other
+name never becomes a label value.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from prometheus_client.metrics_core import (
 
 from common import errors, keys
 from exporter.capacity import redis_capacity
-from exporter.snapshot import FAILURE_TYPES, Snapshot
+from exporter.snapshot import FAILURE_TYPES, ReplicaSnapshot, Snapshot
 
 _INF: Final = math.inf
 
@@ -96,45 +102,77 @@ def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
 
 
 def ingest_families(snap: Snapshot, ctx: ScrapeContext, values: Values) -> Iterator[Metric]:
-    """Heartbeat, ingest process and connection state, counters and the lag histogram."""
-    beat = snap.heartbeat
-    beat_ts = values.number(beat, keys.F_HB_TS, keys.INGEST_HEARTBEAT)
-    age = _INF if beat_ts is None else max(0.0, ctx.now - beat_ts)
-    yield _gauge("bybit_ingest_up", "1 while the ingest heartbeat is fresh.",
-                 1.0 if age <= ctx.heartbeat_max_age else 0.0)
-    yield _gauge("bybit_ingest_heartbeat_age_seconds",
-                 "Seconds since the last ingest heartbeat (+Inf when absent).", age)
-    if (rss := values.number(beat, keys.F_HB_RSS_BYTES, keys.INGEST_HEARTBEAT)) is not None:
-        yield _gauge("bybit_ingest_resident_memory_bytes", "Ingest resident memory, from its heartbeat.", rss)
-    if (cpu := values.number(beat, keys.F_HB_CPU_SECONDS, keys.INGEST_HEARTBEAT)) is not None:
-        yield CounterMetricFamily("bybit_ingest_cpu_seconds_total",
-                                  "Ingest CPU seconds (user + system), from its heartbeat.", value=cpu)
-    started = values.number(beat, keys.F_HB_STARTED_AT, keys.INGEST_HEARTBEAT)
-    if started is None:
-        started = values.number(snap.stats, keys.F_STARTED_AT, keys.STATS_GLOBAL)
-    if started is not None:
-        yield _gauge("bybit_ingest_start_time_seconds", "When the ingest started (epoch seconds).", started)
-
-    stats = snap.stats
-    for name, stat, doc in _STATS_GAUGES:
-        if (value := values.number(stats, stat, keys.STATS_GLOBAL)) is not None:
-            yield _gauge(name, doc, value)
-    if not stats:
-        return
-    for name, stat, doc in _STATS_COUNTERS:
-        yield CounterMetricFamily(name, doc, value=values.number(stats, stat, keys.STATS_GLOBAL) or 0.0)
+    """Per replica: up, heartbeat age; for the live ones their process, counters, gauges and errors."""
+    replicas = sorted(snap.replicas, key=lambda r: r.name)
+    up = GaugeMetricFamily("bybit_ingest_up", "1 while the replica's heartbeat is fresh.", labels=["replica"])
+    age = GaugeMetricFamily("bybit_ingest_heartbeat_age_seconds",
+                            "Seconds since the replica's last heartbeat.", labels=["replica"])
+    rss = GaugeMetricFamily("bybit_ingest_resident_memory_bytes",
+                            "Ingest resident memory, from its heartbeat.", labels=["replica"])
+    cpu = CounterMetricFamily("bybit_ingest_cpu_seconds_total",
+                              "Ingest CPU seconds (user + system), from its heartbeat.", labels=["replica"])
+    start = GaugeMetricFamily("bybit_ingest_start_time_seconds", "When the ingest started (epoch seconds).",
+                              labels=["replica"])
+    gauges = [(GaugeMetricFamily(name, doc, labels=["replica"]), stat)
+              for name, stat, doc in _STATS_GAUGES]
+    counters = [(CounterMetricFamily(name, doc, labels=["replica"]), stat)
+                for name, stat, doc in _STATS_COUNTERS]
     errors_family = CounterMetricFamily("bybit_errors_total", "Errors the ingest counted, by type "
-                                        "(fixed set, common/errors.py).", labels=["type"])
-    for error_type in errors.ERROR_TYPES:
-        count = values.number(stats, keys.error_field(error_type), keys.STATS_GLOBAL) or 0.0
-        errors_family.add_metric([error_type], count)
-    yield errors_family
+                                        "(fixed set, common/errors.py).", labels=["replica", "type"])
+    alive = 0
+    for replica in replicas:
+        name, beat = replica.name, replica.heartbeat
+        where = keys.replica_heartbeat_key(name)
+        beat_ts = values.number(beat, keys.F_HB_TS, where)
+        seen = beat_ts if beat_ts is not None else replica.seen_at
+        beat_age = max(0.0, ctx.now - seen)
+        live = beat_ts is not None and beat_age <= ctx.heartbeat_max_age
+        up.add_metric([name], 1.0 if live else 0.0)
+        age.add_metric([name], beat_age)
+        if not live:
+            continue
+        alive += 1
+        if (value := values.number(beat, keys.F_HB_RSS_BYTES, where)) is not None:
+            rss.add_metric([name], value)
+        if (value := values.number(beat, keys.F_HB_CPU_SECONDS, where)) is not None:
+            cpu.add_metric([name], value)
+        stats, stats_where = replica.stats, keys.replica_stats_key(name)
+        started = values.number(beat, keys.F_HB_STARTED_AT, where)
+        if started is None:
+            started = values.number(stats, keys.F_STARTED_AT, stats_where)
+        if started is not None:
+            start.add_metric([name], started)
+        for family, stat in gauges:
+            if (value := values.number(stats, stat, stats_where)) is not None:
+                family.add_metric([name], value)
+        if not stats:
+            continue
+        for counter, stat in counters:
+            counter.add_metric([name], values.number(stats, stat, stats_where) or 0.0)
+        for error_type in errors.ERROR_TYPES:
+            count = values.number(stats, keys.error_field(error_type), stats_where) or 0.0
+            errors_family.add_metric([name, error_type], count)
+    yield _gauge("bybit_ingest_replicas_up",
+                 "Ingest replicas whose heartbeat is fresh (0: no replica is writing).", float(alive))
+    yield up
+    yield age
+    families: list[Metric] = [rss, cpu, start, *(f for f, _s in gauges), *(f for f, _s in counters),
+                              errors_family]
+    yield from (family for family in families if family.samples)
 
 
 def coin_families(snap: Snapshot, ctx: ScrapeContext, values: Values) -> Iterator[Metric]:
     """Per configured coin: messages, last update, staleness, symbols tracked."""
-    messages = CounterMetricFamily("bybit_ws_messages_total", "Ticker frames the ingest accepted, by coin.",
-                                   labels=["coin"])
+    messages = CounterMetricFamily("bybit_ws_messages_total",
+                                   "Ticker frames the ingest replica accepted, by coin.",
+                                   labels=["coin", "replica"])
+    for replica in sorted(snap.replicas, key=lambda r: r.name):
+        if replica.stats and _live(replica, ctx):
+            where = keys.replica_stats_key(replica.name)
+            for coin in ctx.coins:
+                count = values.number(replica.stats, keys.messages_field(coin), where)
+                if count is not None:
+                    messages.add_metric([coin, replica.name], count)
     last = GaugeMetricFamily("bybit_data_last_update_timestamp_seconds",
                              "When the coin's newest ticker was written (epoch seconds).", labels=["coin"])
     staleness = GaugeMetricFamily("bybit_data_staleness_seconds",
@@ -144,11 +182,6 @@ def coin_families(snap: Snapshot, ctx: ScrapeContext, values: Values) -> Iterato
     for coin in ctx.coins:
         coin_snap = snap.coins[coin]
         where = keys.coin_stats_key(coin)
-        count = values.number(coin_snap.stats, keys.F_COIN_MESSAGES, where)
-        if count is None:
-            count = values.number(snap.stats, keys.messages_field(coin), keys.STATS_GLOBAL)
-        if count is not None:
-            messages.add_metric([coin], count)
         updated = values.number(coin_snap.stats, keys.F_COIN_LAST_UPDATE, where)
         if updated is not None and updated > 0:
             last.add_metric([coin], updated)
@@ -163,27 +196,43 @@ def coin_families(snap: Snapshot, ctx: ScrapeContext, values: Values) -> Iterato
     yield tracked
 
 
-def lag_family(snap: Snapshot, values: Values) -> Iterator[Metric]:
-    """The exchange-lag histogram, when the ingest has written one.
+def lag_family(snap: Snapshot, ctx: ScrapeContext, values: Values) -> Iterator[Metric]:
+    """The exchange-lag histogram of each live replica that has written one.
 
     Buckets are read with the shared bounds; a missing or decreasing bucket takes the
     previous cumulative count, so the exposed histogram is always well formed.
     """
-    lag = snap.lag
-    total = values.number(lag, keys.LAG_COUNT_FIELD, keys.STATS_LAG)
-    if total is None:
-        return
-    buckets: list[tuple[str, float]] = []
-    running = 0.0
-    for bound in keys.LAG_BUCKETS:
-        count = values.number(lag, keys.lag_bucket_field(bound), keys.STATS_LAG)
-        running = min(max(running, count if count is not None else running), total)
-        buckets.append((repr(float(bound)), running))  # le="0.005", "1.0": Go's style
-    buckets.append(("+Inf", total))
-    total_sum = values.number(lag, keys.LAG_SUM_FIELD, keys.STATS_LAG) or 0.0
-    yield HistogramMetricFamily("bybit_message_lag_seconds",
-                                "Ticker arrival time minus the frame's exchange timestamp.",
-                                buckets=buckets, sum_value=total_sum)
+    family = HistogramMetricFamily("bybit_message_lag_seconds",
+                                   "Ticker arrival time minus the frame's exchange timestamp.",
+                                   labels=["replica"])
+    for replica in sorted(snap.replicas, key=lambda r: r.name):
+        if not _live(replica, ctx):
+            continue
+        lag, where = replica.lag, keys.replica_lag_key(replica.name)
+        total = values.number(lag, keys.LAG_COUNT_FIELD, where)
+        if total is None:
+            continue
+        buckets: list[tuple[str, float]] = []
+        running = 0.0
+        for bound in keys.LAG_BUCKETS:
+            count = values.number(lag, keys.lag_bucket_field(bound), where)
+            running = min(max(running, count if count is not None else running), total)
+            buckets.append((repr(float(bound)), running))  # le="0.005", "1.0": Go's style
+        buckets.append(("+Inf", total))
+        total_sum = values.number(lag, keys.LAG_SUM_FIELD, where) or 0.0
+        family.add_metric([replica.name], buckets, total_sum)
+    if family.samples:
+        yield family
+
+
+def _live(replica: ReplicaSnapshot, ctx: ScrapeContext) -> bool:
+    """The replica's heartbeat is present and fresh (garbage in it is counted by ingest_families)."""
+    raw = replica.heartbeat.get(keys.F_HB_TS)
+    try:
+        beat_ts = float(raw) if raw is not None else math.nan
+    except ValueError:
+        return False
+    return math.isfinite(beat_ts) and ctx.now - beat_ts <= ctx.heartbeat_max_age
 
 
 def redis_families(snap: Snapshot, ctx: ScrapeContext) -> Iterator[Metric]:
@@ -222,8 +271,9 @@ class SnapshotCollector:
         if snapshot is not None:
             self._families += ingest_families(snapshot, ctx, values)
             self._families += coin_families(snapshot, ctx, values)
-            self._families += lag_family(snapshot, values)
+            self._families += lag_family(snapshot, ctx, values)
             self._families += redis_families(snapshot, ctx)
+            values.bad += [f"{keys.INGEST_REPLICAS}:{name!r}" for name in snapshot.bad_replicas]
         self.bad_fields: tuple[str, ...] = tuple(values.bad)
         #: Set by the server once the families are built (the scrape's own cost).
         self.scrape_seconds = 0.0

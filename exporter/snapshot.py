@@ -1,9 +1,13 @@
-"""One read of Redis per scrape: everything the metrics need, in one pipelined round trip.
+"""Two reads of Redis per scrape: everything the metrics need, in two pipelined round trips.
 
 The cost of a scrape must not grow with the number of options, so nothing here touches
-an option hash or walks a keyspace (no ``KEYS``, no ``SCAN``): the ingest's stats hashes,
-the heartbeat, the lag histogram, per configured coin its stats hash and the ``SCARD``
-of its index, ``INFO memory`` and ``DBSIZE`` — ``6 + 2 * coins`` commands, one round trip.
+an option hash or walks a keyspace (no ``KEYS``, no ``SCAN``). The first round trip reads
+the replicas listed in ``ingest:replicas`` (at most :data:`~common.keys.MAX_REPLICAS`, the
+newest heartbeats, seen within the retention), per configured coin its stats hash and the
+``SCARD`` of its index, ``INFO memory`` and ``DBSIZE`` (``3 + 2 * coins`` commands); the
+second, per listed replica, its heartbeat, stats and lag hashes (``3 * replicas``; skipped
+when none is listed). A member whose name is not a valid replica name is not read (it
+could be anything a Redis user wrote) and is reported in ``bad_replicas``.
 
 The whole read runs under ``asyncio.timeout``: a slow or absent Redis raises
 :class:`RedisUnavailable` in bounded time, and the caller answers ``bybit_redis_up 0``.
@@ -58,21 +62,36 @@ class CoinSnapshot:
 
 
 @dataclass(frozen=True, slots=True)
+class ReplicaSnapshot:
+    """One ingest replica listed in ``ingest:replicas``: its hashes (empty when absent).
+
+    ``seen_at`` is its score there: when it last heartbeated (epoch s), which outlives the
+    heartbeat key itself so that a dead replica can still be shown as down.
+    """
+
+    name: str
+    seen_at: float
+    heartbeat: Mapping[str, str]
+    stats: Mapping[str, str]
+    lag: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """Redis as one scrape saw it. An absent hash is an empty mapping.
 
     ``refused`` names the parts whose command Redis answered with an error (say, a key
-    of the wrong type); they are empty here and counted by the caller.
+    of the wrong type); they are empty here and counted by the caller. ``bad_replicas``
+    holds members of ``ingest:replicas`` that are not valid replica names (not read).
     """
 
     taken_at: float  # wall clock (epoch s) when the answer arrived
-    stats: Mapping[str, str]
-    lag: Mapping[str, str]
-    heartbeat: Mapping[str, str]
+    replicas: tuple[ReplicaSnapshot, ...]
     coins: Mapping[str, CoinSnapshot]
     memory: Mapping[str, Any]
     db_keys: int | None
     refused: tuple[str, ...] = ()
+    bad_replicas: tuple[str, ...] = ()
 
 
 def make_redis(url: str, *, timeout: float, sentinel: SentinelTarget | None = None) -> Redis:
@@ -98,34 +117,62 @@ class SnapshotReader:
         self.timeout = timeout
 
     async def read(self) -> Snapshot:
-        """One pipelined round trip; :class:`RedisUnavailable` when Redis fails or is slow."""
+        """Two pipelined round trips; :class:`RedisUnavailable` when Redis fails or is slow."""
         try:
             async with asyncio.timeout(self.timeout):
                 pipe = self.redis.pipeline(transaction=False)
-                pipe.hgetall(keys.STATS_GLOBAL)
-                pipe.hgetall(keys.STATS_LAG)
-                pipe.hgetall(keys.INGEST_HEARTBEAT)
+                oldest = time.time() - keys.REPLICA_RETENTION_SECONDS
+                pipe.zrevrangebyscore(keys.INGEST_REPLICAS, "+inf", oldest, start=0, num=keys.MAX_REPLICAS,
+                                      withscores=True)
                 for coin in self.coins:
                     pipe.hgetall(keys.coin_stats_key(coin))
                     pipe.scard(keys.coin_index_key(coin))
                 pipe.info("memory")
                 pipe.dbsize()
                 replies: list[Any] = await pipe.execute(raise_on_error=False)
+                listed, bad = self._listed(replies[0])
+                per_replica: list[Any] = []
+                if listed:
+                    pipe = self.redis.pipeline(transaction=False)
+                    for name, _seen in listed:
+                        pipe.hgetall(keys.replica_heartbeat_key(name))
+                        pipe.hgetall(keys.replica_stats_key(name))
+                        pipe.hgetall(keys.replica_lag_key(name))
+                    per_replica = await pipe.execute(raise_on_error=False)
         except TimeoutError as exc:
             raise RedisUnavailable(TIMEOUT, f"no answer within {self.timeout:g} s") from exc
         except RedisTimeoutError as exc:
             raise RedisUnavailable(TIMEOUT, str(exc)) from exc
         except (RedisError, OSError) as exc:
             raise RedisUnavailable(CONNECTION, repr(exc)) from exc
-        return self._assemble(replies)
+        return self._assemble(replies, listed, bad, per_replica)
 
-    def _assemble(self, replies: list[Any]) -> Snapshot:
+    @staticmethod
+    def _listed(reply: Any) -> tuple[list[tuple[str, float]], list[str]]:
+        """(valid replica names with their last-seen score, newest first; invalid members)."""
+        if not isinstance(reply, list):
+            return [], []  # an error reply: counted as refused by _assemble
+        listed: list[tuple[str, float]] = []
+        bad: list[str] = []
+        for member, score in reply:
+            name = str(member)
+            if keys.is_valid_replica(name):
+                listed.append((name, float(score)))
+            else:
+                bad.append(name[:64])
+        return listed, bad
+
+    def _assemble(self, replies: list[Any], listed: list[tuple[str, float]], bad: list[str],
+                  per_replica: list[Any]) -> Snapshot:
         refused: list[str] = []
-        names = [keys.STATS_GLOBAL, keys.STATS_LAG, keys.INGEST_HEARTBEAT]
+        names = [keys.INGEST_REPLICAS]
         for coin in self.coins:
             names += [keys.coin_stats_key(coin), keys.coin_index_key(coin)]
         names += ["INFO memory", "DBSIZE"]
-        for name, reply in zip(names, replies, strict=True):
+        for name, _seen in listed:
+            names += [keys.replica_heartbeat_key(name), keys.replica_stats_key(name),
+                      keys.replica_lag_key(name)]
+        for name, reply in zip(names, [*replies, *per_replica], strict=True):
             if isinstance(reply, ResponseError):
                 refused.append(name)
             elif isinstance(reply, RedisError):
@@ -140,16 +187,19 @@ class SnapshotReader:
 
         coins: dict[str, CoinSnapshot] = {}
         for i, coin in enumerate(self.coins):
-            base = 3 + 2 * i
+            base = 1 + 2 * i
             coins[coin] = CoinSnapshot(stats=mapping(replies[base]), tracked=integer(replies[base + 1]))
+        replicas = tuple(
+            ReplicaSnapshot(name=name, seen_at=seen, heartbeat=mapping(per_replica[3 * i]),
+                            stats=mapping(per_replica[3 * i + 1]), lag=mapping(per_replica[3 * i + 2]))
+            for i, (name, seen) in enumerate(listed))
         memory, db_keys = replies[-2], replies[-1]
         return Snapshot(
             taken_at=time.time(),
-            stats=mapping(replies[0]),
-            lag=mapping(replies[1]),
-            heartbeat=mapping(replies[2]),
+            replicas=replicas,
             coins=coins,
             memory=memory if isinstance(memory, dict) else {},
             db_keys=db_keys if isinstance(db_keys, int) else None,
             refused=tuple(refused),
+            bad_replicas=tuple(bad),
         )

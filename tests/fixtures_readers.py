@@ -107,8 +107,9 @@ class Layout:
         pipe.execute()
         return written
 
-    def stats(self, **fields: Any) -> None:
-        """``stats:global`` as a running ingest writes it (every field), ``fields`` overriding."""
+    def stats(self, *, replica: str = keys.DEFAULT_REPLICA, **fields: Any) -> None:
+        """A replica's ``stats:replica:<name>`` as a running ingest writes it (every field), ``fields``
+        overriding; the default replica also writes them into ``stats:global``, as the ingest does."""
         doc: dict[str, Any] = {
             keys.F_LAST_UPDATE: 0, keys.F_MESSAGES: 0, keys.F_RECONNECTS: 0, keys.F_CONNECT_FAILURES: 0,
             keys.F_WS_CONNECTIONS: 1, keys.F_WS_CONNECTED: 1, keys.F_CONSECUTIVE_FAILURES: 0,
@@ -118,7 +119,9 @@ class Layout:
         }
         doc.update({keys.error_field(t): 0 for t in errors.ERROR_TYPES})
         doc.update(fields)
-        self.client.hset(keys.STATS_GLOBAL, mapping=doc)
+        self.client.hset(keys.replica_stats_key(replica), mapping=doc)
+        if replica == keys.DEFAULT_REPLICA:
+            self.client.hset(keys.STATS_GLOBAL, mapping=doc)
 
     def coin_stats(self, coin: str, *, last_update: float, messages: int = 0, tracked: int = 0) -> None:
         self.client.hset(keys.coin_stats_key(coin), mapping={
@@ -126,22 +129,33 @@ class Layout:
             keys.F_COIN_TRACKED: tracked})
 
     def heartbeat(self, *, ts: float, rss_bytes: int = 50_000_000, cpu_seconds: float = 1.5,
-                  started_at: float | None = None, ttl: float = 15.0) -> None:
-        self.client.hset(keys.INGEST_HEARTBEAT, mapping={
-            keys.F_HB_TS: repr(ts), keys.F_HB_PID: 4242, keys.F_HB_RSS_BYTES: rss_bytes,
-            keys.F_HB_CPU_SECONDS: repr(cpu_seconds),
-            keys.F_HB_STARTED_AT: repr(started_at if started_at is not None else ts - 60)})
-        self.client.pexpire(keys.INGEST_HEARTBEAT, int(ttl * 1000))
+                  started_at: float | None = None, ttl: float = 15.0,
+                  replica: str = keys.DEFAULT_REPLICA) -> None:
+        """A replica's heartbeat (with its TTL) and its score in ``ingest:replicas``; the default
+        replica also writes ``ingest:heartbeat``, as the ingest does."""
+        doc = {keys.F_HB_TS: repr(ts), keys.F_HB_PID: 4242, keys.F_HB_RSS_BYTES: rss_bytes,
+               keys.F_HB_CPU_SECONDS: repr(cpu_seconds),
+               keys.F_HB_STARTED_AT: repr(started_at if started_at is not None else ts - 60)}
+        beat_keys = [keys.replica_heartbeat_key(replica)]
+        if replica == keys.DEFAULT_REPLICA:
+            beat_keys.append(keys.INGEST_HEARTBEAT)
+        for key in beat_keys:
+            self.client.hset(key, mapping=doc)
+            self.client.pexpire(key, int(ttl * 1000))
+        self.client.zadd(keys.INGEST_REPLICAS, {replica: ts})
 
-    def lag(self, observations: Sequence[float]) -> None:
-        """``stats:lag`` holding these observations (cumulative buckets, as the ingest writes)."""
+    def lag(self, observations: Sequence[float], *, replica: str = keys.DEFAULT_REPLICA) -> None:
+        """A replica's lag histogram holding these observations (cumulative buckets, as the ingest
+        writes); the default replica's also as ``stats:lag``."""
         doc: dict[str, Any] = {}
         for bound in keys.LAG_BUCKETS:
             doc[keys.lag_bucket_field(bound)] = sum(1 for o in observations if o <= bound)
         doc[keys.LAG_INF_FIELD] = len(observations)
         doc[keys.LAG_SUM_FIELD] = repr(float(sum(observations)))
         doc[keys.LAG_COUNT_FIELD] = len(observations)
-        self.client.hset(keys.STATS_LAG, mapping=doc)
+        self.client.hset(keys.replica_lag_key(replica), mapping=doc)
+        if replica == keys.DEFAULT_REPLICA:
+            self.client.hset(keys.STATS_LAG, mapping=doc)
 
     def healthy(self, *, now: float, coins: Sequence[str], per_coin: int = 5) -> dict[str, dict[str, str]]:
         """A running ingest's state: options per coin, stats, fresh heartbeat, lag."""
@@ -149,8 +163,10 @@ class Layout:
         for i, coin in enumerate(coins):
             written.update(self.options(make_symbols(coin, per_coin, seed=i), now=now))
             self.coin_stats(coin, last_update=now - 1, messages=100 * (i + 1), tracked=per_coin)
-        self.stats(**{keys.F_LAST_UPDATE: int(now - 1), keys.F_MESSAGES: 100 * len(coins),
-                      keys.F_STARTED_AT: repr(now - 60)})
+        fields: dict[str, Any] = {keys.F_LAST_UPDATE: int(now - 1), keys.F_MESSAGES: 100 * len(coins),
+                                  keys.F_STARTED_AT: repr(now - 60)}
+        fields.update({keys.messages_field(coin): 100 * (i + 1) for i, coin in enumerate(coins)})
+        self.stats(**fields)
         self.heartbeat(ts=now)
         self.lag([0.003, 0.02, 0.2, 1.2])
         return written

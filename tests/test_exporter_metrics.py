@@ -25,6 +25,7 @@ from tests.servers import RedisServer, binary_or_skip, repo_root
 
 __all__ = ["layout"]  # a fixture, imported until tests.fixtures_readers is a registered plugin
 
+R = keys.DEFAULT_REPLICA  # the replica a single-node ingest (and the Layout) writes as
 COINS = ("BTC", "ETH", "SOL")
 
 
@@ -100,32 +101,32 @@ async def test_values_are_those_the_ingest_wrote(
                     keys.F_REST_RATE_LIMITED: 2, keys.F_REDIS_WRITES: 999, keys.F_PENDING: 17,
                     keys.F_MEMORY_PRESSURE: 1, keys.F_TTL_SECONDS: 21600, keys.F_SUBSCRIPTIONS: 21,
                     keys.F_CONSECUTIVE_FAILURES: 4, keys.error_field(errors.BAD_JSON): 5,
-                    keys.error_field(errors.WS_CLOSED): 2})
-    layout.coin_stats("ETH", last_update=now - 42.0, messages=321)
+                    keys.error_field(errors.WS_CLOSED): 2, keys.messages_field("ETH"): 321})
+    layout.coin_stats("ETH", last_update=now - 42.0)
     layout.heartbeat(ts=now - 2, rss_bytes=123_456_789, cpu_seconds=7.25, started_at=now - 3600)
     async with exporter_url() as url:
         m = (await scrape(url)).metrics
-    assert m.value("bybit_ws_reconnects_total") == 12
-    assert m.value("bybit_ws_connect_failures_total") == 3
-    assert m.value("bybit_ws_connections_desired") == 3
-    assert m.value("bybit_ws_connected") == 2
-    assert m.value("bybit_ws_circuit_open") == 1
-    assert m.value("bybit_ws_consecutive_failures") == 4
-    assert m.value("bybit_ws_subscriptions") == 21
-    assert m.value("bybit_rest_requests_total") == 40
-    assert m.value("bybit_rest_rate_limited_total") == 2
-    assert m.value("bybit_redis_writes_total") == 999
-    assert m.value("bybit_ingest_pending_symbols") == 17
-    assert m.value("bybit_ingest_memory_pressure") == 1
-    assert m.value("bybit_option_ttl_seconds") == 21600
-    assert m.value("bybit_errors_total", type=errors.BAD_JSON) == 5
-    assert m.value("bybit_errors_total", type=errors.WS_CLOSED) == 2
-    assert m.value("bybit_ingest_up") == 1
-    assert 2 <= m.value("bybit_ingest_heartbeat_age_seconds") < 60
-    assert m.value("bybit_ingest_resident_memory_bytes") == 123_456_789
-    assert m.value("bybit_ingest_cpu_seconds_total") == 7.25
-    assert m.value("bybit_ingest_start_time_seconds") == pytest.approx(now - 3600)
-    assert m.value("bybit_ws_messages_total", coin="ETH") == 321
+    assert m.value("bybit_ws_reconnects_total", replica=R) == 12
+    assert m.value("bybit_ws_connect_failures_total", replica=R) == 3
+    assert m.value("bybit_ws_connections_desired", replica=R) == 3
+    assert m.value("bybit_ws_connected", replica=R) == 2
+    assert m.value("bybit_ws_circuit_open", replica=R) == 1
+    assert m.value("bybit_ws_consecutive_failures", replica=R) == 4
+    assert m.value("bybit_ws_subscriptions", replica=R) == 21
+    assert m.value("bybit_rest_requests_total", replica=R) == 40
+    assert m.value("bybit_rest_rate_limited_total", replica=R) == 2
+    assert m.value("bybit_redis_writes_total", replica=R) == 999
+    assert m.value("bybit_ingest_pending_symbols", replica=R) == 17
+    assert m.value("bybit_ingest_memory_pressure", replica=R) == 1
+    assert m.value("bybit_option_ttl_seconds", replica=R) == 21600
+    assert m.value("bybit_errors_total", replica=R, type=errors.BAD_JSON) == 5
+    assert m.value("bybit_errors_total", replica=R, type=errors.WS_CLOSED) == 2
+    assert m.value("bybit_ingest_up", replica=R) == 1
+    assert 2 <= m.value("bybit_ingest_heartbeat_age_seconds", replica=R) < 60
+    assert m.value("bybit_ingest_resident_memory_bytes", replica=R) == 123_456_789
+    assert m.value("bybit_ingest_cpu_seconds_total", replica=R) == 7.25
+    assert m.value("bybit_ingest_start_time_seconds", replica=R) == pytest.approx(now - 3600)
+    assert m.value("bybit_ws_messages_total", replica=R, coin="ETH") == 321
     assert m.value("bybit_data_last_update_timestamp_seconds", coin="ETH") == pytest.approx(now - 42.0)
     assert 42 <= m.value("bybit_data_staleness_seconds", coin="ETH") < 100
     for coin in COINS:
@@ -140,28 +141,30 @@ async def test_lag_histogram_has_the_shared_buckets_and_the_ingest_counts(
     layout: Layout, exporter_url: ExporterStarter,
 ) -> None:
     layout.lag([0.003, 0.02, 0.02, 0.2, 1.2, 100.0])
+    layout.heartbeat(ts=time.time())  # a live replica's histogram
     async with exporter_url() as url:
         m = (await scrape(url)).metrics
     assert m.types["bybit_message_lag_seconds"] == "histogram"
     bounds = {repr(float(b)) for b in keys.LAG_BUCKETS} | {"+Inf"}
     assert m.label_values("bybit_message_lag_seconds_bucket", "le") == bounds
-    assert m.value("bybit_message_lag_seconds_bucket", le="0.005") == 1
-    assert m.value("bybit_message_lag_seconds_bucket", le="0.025") == 3
-    assert m.value("bybit_message_lag_seconds_bucket", le="60.0") == 5
-    assert m.value("bybit_message_lag_seconds_bucket", le="+Inf") == 6
-    assert m.value("bybit_message_lag_seconds_count") == 6
-    assert m.value("bybit_message_lag_seconds_sum") == pytest.approx(101.443)
+    assert m.value("bybit_message_lag_seconds_bucket", replica=R, le="0.005") == 1
+    assert m.value("bybit_message_lag_seconds_bucket", replica=R, le="0.025") == 3
+    assert m.value("bybit_message_lag_seconds_bucket", replica=R, le="60.0") == 5
+    assert m.value("bybit_message_lag_seconds_bucket", replica=R, le="+Inf") == 6
+    assert m.value("bybit_message_lag_seconds_count", replica=R) == 6
+    assert m.value("bybit_message_lag_seconds_sum", replica=R) == pytest.approx(101.443)
 
 
 async def test_every_error_type_is_exported_from_the_first_scrape_even_when_missing_in_redis(
     layout: Layout, exporter_url: ExporterStarter,
 ) -> None:
-    layout.client.hset(keys.STATS_GLOBAL, mapping={keys.F_RECONNECTS: 1})
+    layout.client.hset(keys.replica_stats_key(R), mapping={keys.F_RECONNECTS: 1})
+    layout.heartbeat(ts=time.time())
     async with exporter_url() as url:
         m = (await scrape(url)).metrics
     assert m.label_values("bybit_errors_total", "type") == set(errors.ERROR_TYPES)
-    assert all(m.value("bybit_errors_total", type=t) == 0 for t in errors.ERROR_TYPES)
-    assert m.value("bybit_ws_connect_failures_total") == 0
+    assert all(m.value("bybit_errors_total", replica=R, type=t) == 0 for t in errors.ERROR_TYPES)
+    assert m.value("bybit_ws_connect_failures_total", replica=R) == 0
 
 
 async def test_strange_fields_in_redis_never_become_label_values(
@@ -170,7 +173,7 @@ async def test_strange_fields_in_redis_never_become_label_values(
     now = time.time()
     layout.healthy(now=now, coins=COINS)
     hostile = 'x"} 1\nbybit_evil 1 #'
-    layout.client.hset(keys.STATS_GLOBAL, mapping={
+    layout.client.hset(keys.replica_stats_key(R), mapping={
         keys.error_field("KeyError('symbol')"): 9, keys.error_field(hostile): 3,
         keys.messages_field("DOGE"): 50})
     layout.coin_stats("DOGE", last_update=now, messages=50)
@@ -179,7 +182,7 @@ async def test_strange_fields_in_redis_never_become_label_values(
         result = await scrape(url)
     m = result.metrics
     assert m.label_values("bybit_errors_total", "type") == set(errors.ERROR_TYPES)
-    assert m.value("bybit_errors_total", type=errors.OTHER) == 0  # ignored, not summed into other
+    assert m.value("bybit_errors_total", replica=R, type=errors.OTHER) == 0  # ignored, not summed into other
     for name in ("bybit_ws_messages_total", "bybit_data_staleness_seconds", "bybit_options_tracked",
                  "bybit_data_last_update_timestamp_seconds"):
         assert m.label_values(name, "coin") == set(COINS), name
@@ -208,9 +211,9 @@ async def test_without_stats_the_ingest_counters_are_absent_rather_than_zero(
     async with exporter_url() as url:
         m = (await scrape(url)).metrics
     assert m.value("bybit_redis_up") == 1
-    assert m.value("bybit_ingest_up") == 0
-    assert math.isinf(m.value("bybit_ingest_heartbeat_age_seconds"))
-    absent = ("bybit_ws_reconnects_total", "bybit_errors_total", "bybit_redis_writes_total",
+    assert m.value("bybit_ingest_replicas_up") == 0  # no replica listed: nobody writes
+    absent = ("bybit_ingest_up", "bybit_ingest_heartbeat_age_seconds", "bybit_ws_reconnects_total",
+              "bybit_errors_total", "bybit_redis_writes_total",
               "bybit_ws_connected", "bybit_ingest_resident_memory_bytes", "bybit_message_lag_seconds_count")
     for name in absent:
         assert name not in m.names(), name
@@ -220,29 +223,29 @@ async def test_fields_that_are_not_finite_numbers_are_left_out_and_counted(
     layout: Layout, exporter_url: ExporterStarter,
 ) -> None:
     layout.healthy(now=time.time(), coins=COINS)
-    layout.client.hset(keys.STATS_GLOBAL, mapping={keys.F_WS_CONNECTED: "two", keys.F_PENDING: "nan",
+    layout.client.hset(keys.replica_stats_key(R), mapping={keys.F_WS_CONNECTED: "two", keys.F_PENDING: "nan",
                                                    keys.F_RECONNECTS: "inf"})
     async with exporter_url() as url:
         m = (await scrape(url)).metrics
-    assert m.get("bybit_ws_connected") is None
-    assert m.get("bybit_ingest_pending_symbols") is None
-    assert m.value("bybit_ws_reconnects_total") == 0
+    assert m.get("bybit_ws_connected", replica=R) is None
+    assert m.get("bybit_ingest_pending_symbols", replica=R) is None
+    assert m.value("bybit_ws_reconnects_total", replica=R) == 0
     assert m.value("bybit_exporter_errors_total", type="bad_value") == 3
-    assert m.value("bybit_ws_connections_desired") == 1
+    assert m.value("bybit_ws_connections_desired", replica=R) == 1
 
 
 async def test_a_key_of_the_wrong_type_is_counted_and_the_rest_still_exported(
     layout: Layout, exporter_url: ExporterStarter,
 ) -> None:
     layout.healthy(now=time.time(), coins=COINS)
-    layout.client.delete(keys.STATS_LAG)
-    layout.client.set(keys.STATS_LAG, "not a hash")
+    layout.client.delete(keys.replica_lag_key(R))
+    layout.client.set(keys.replica_lag_key(R), "not a hash")
     async with exporter_url() as url:
         m = (await scrape(url)).metrics
     assert m.value("bybit_redis_up") == 1
     assert m.value("bybit_exporter_errors_total", type="redis_response") == 1
     assert "bybit_message_lag_seconds_count" not in m.names()
-    assert m.value("bybit_ingest_up") == 1
+    assert m.value("bybit_ingest_up", replica=R) == 1
 
 
 @pytest.mark.parametrize("state", ["healthy", "empty redis", "redis down"])
@@ -275,7 +278,7 @@ async def test_openmetrics_is_served_when_the_scraper_asks_for_it(
         assert resp.status == 200
         assert resp.headers["Content-Type"].startswith("application/openmetrics-text")
     assert body.rstrip().endswith("# EOF")
-    assert "bybit_ws_reconnects_total 0.0" in body
+    assert 'bybit_ws_reconnects_total{replica="main"} 0.0' in body
 
 
 MEMORY_CASES: Mapping[str, tuple[str | None, str, float | None, int]] = {
@@ -320,9 +323,10 @@ async def test_a_scrape_costs_the_same_few_commands_whatever_the_number_of_optio
         await scrape(url)
         after = command_calls(layout.client)
     spent = {name: after[name] - before.get(name, 0) for name in after if after[name] != before.get(name, 0)}
-    # 3 hashes + per coin (HGETALL stats:coin + SCARD), INFO memory, DBSIZE; never a key walk.
-    # (One more INFO is ours: the "before" INFO commandstats.)
-    assert spent == {"hgetall": 3 + len(COINS), "scard": len(COINS), "dbsize": 1, "info": 2}
+    # The replica list, per coin (HGETALL stats:coin + SCARD), INFO memory, DBSIZE; then per replica
+    # 3 hashes (heartbeat, stats, lag); never a key walk. (One more INFO is ours: the "before" one.)
+    assert spent == {"zrevrangebyscore": 1, "hgetall": 3 + len(COINS), "scard": len(COINS), "dbsize": 1,
+                     "info": 2}
     assert not {"keys", "scan", "smembers", "sscan"} & set(after)
 
 

@@ -7,7 +7,6 @@ Redis is really killed (SIGKILL) or really paused (``CLIENT PAUSE``), the ingest
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
@@ -25,9 +24,11 @@ from tests.servers import RedisServer
 __all__ = ["layout"]
 
 COINS = ("BTC", "ETH")
+R = keys.DEFAULT_REPLICA
 #: Series that can only come from Redis: none may appear when Redis was not read.
 REDIS_DERIVED = (
-    "bybit_ingest_up", "bybit_ingest_heartbeat_age_seconds", "bybit_data_staleness_seconds",
+    "bybit_ingest_up", "bybit_ingest_replicas_up", "bybit_ingest_heartbeat_age_seconds",
+    "bybit_data_staleness_seconds",
     "bybit_data_last_update_timestamp_seconds", "bybit_options_tracked", "bybit_ws_reconnects_total",
     "bybit_errors_total", "bybit_redis_memory_used_bytes", "bybit_redis_memory_max_bytes",
     "bybit_redis_keys", "bybit_message_lag_seconds_count", "bybit_ws_connected",
@@ -61,7 +62,7 @@ async def test_with_redis_killed_a_scrape_says_redis_is_down_and_serves_no_redis
         status, before = await scrape(url)
         assert status == 200
         assert before.value("bybit_redis_up") == 1
-        assert before.value("bybit_ingest_up") == 1
+        assert before.value("bybit_ingest_up", replica=R) == 1
         redis_server.kill()
         status, after = await scrape(url)
     assert status == 200
@@ -92,7 +93,7 @@ async def test_with_redis_paused_a_scrape_answers_within_its_timeout_then_recove
         # Once Redis answers again, the next scrapes read it afresh (no poisoned connection).
         patient = redis.Redis.from_url(redis_server.url, decode_responses=True, socket_timeout=30)
         # Blocks until the pause ends (in a thread: the exporter shares this event loop).
-        await asyncio.to_thread(patient.hset, keys.STATS_GLOBAL, keys.F_RECONNECTS, 77)
+        await asyncio.to_thread(patient.hset, keys.replica_stats_key(R), keys.F_RECONNECTS, 77)
         patient.close()
 
         async def recovered() -> Exposition:
@@ -103,7 +104,7 @@ async def test_with_redis_paused_a_scrape_answers_within_its_timeout_then_recove
                 await asyncio.sleep(0.1)
 
         after = await asyncio.wait_for(recovered(), timeout=15)
-    assert after.value("bybit_ws_reconnects_total") == 77
+    assert after.value("bybit_ws_reconnects_total", replica=R) == 77
     assert after.value("bybit_options_tracked", coin="BTC") == 5
 
 
@@ -119,7 +120,8 @@ async def test_after_redis_restarts_empty_the_exporter_reads_it_again(
             status, m = await scrape(url)
     assert status == 200
     assert m.value("bybit_redis_up") == 1
-    assert m.value("bybit_ingest_up") == 0  # an empty Redis has no heartbeat
+    assert m.value("bybit_ingest_replicas_up") == 0  # an empty Redis lists no replica
+    assert "bybit_ingest_up" not in m.names()
     assert m.value("bybit_options_tracked", coin="BTC") == 0
     assert "bybit_ws_reconnects_total" not in m.names()
 
@@ -129,12 +131,15 @@ async def test_without_a_heartbeat_the_ingest_is_down_and_staleness_keeps_growin
 ) -> None:
     now = time.time()
     layout.healthy(now=now, coins=COINS)
-    layout.client.delete(keys.INGEST_HEARTBEAT)
+    layout.client.delete(keys.replica_heartbeat_key(R))  # expired; still listed in ingest:replicas
+    layout.client.zadd(keys.INGEST_REPLICAS, {R: now - 30})
     layout.coin_stats("BTC", last_update=now - 400)
     async with exporter_url() as url:
         _, first = await scrape(url)
-        assert first.value("bybit_ingest_up") == 0
-        assert math.isinf(first.value("bybit_ingest_heartbeat_age_seconds"))
+        assert first.value("bybit_ingest_up", replica=R) == 0
+        assert first.value("bybit_ingest_replicas_up") == 0
+        assert 30 <= first.value("bybit_ingest_heartbeat_age_seconds", replica=R) < 60  # since its last one
+        assert "bybit_ws_reconnects_total" not in first.names()  # a dead replica's totals are not current
         assert "bybit_ingest_resident_memory_bytes" not in first.names()
         assert first.value("bybit_data_staleness_seconds", coin="BTC") > 300  # the alert's threshold
 
@@ -147,7 +152,7 @@ async def test_without_a_heartbeat_the_ingest_is_down_and_staleness_keeps_growin
                 await asyncio.sleep(0.05)
 
         later = await asyncio.wait_for(grown(), timeout=10)
-    assert later.value("bybit_ingest_up") == 0
+    assert later.value("bybit_ingest_up", replica=R) == 0
     assert later.value("bybit_data_last_update_timestamp_seconds", coin="BTC") == pytest.approx(now - 400)
 
 
@@ -159,5 +164,5 @@ async def test_a_heartbeat_older_than_its_ttl_means_the_ingest_is_down(
     layout.heartbeat(ts=now - 60, ttl=600)  # e.g. a frozen ingest whose key has not expired yet
     async with exporter_url(INGEST_HEARTBEAT_TTL="15") as url:
         _, m = await scrape(url)
-    assert m.value("bybit_ingest_up") == 0
-    assert 60 <= m.value("bybit_ingest_heartbeat_age_seconds") < 120
+    assert m.value("bybit_ingest_up", replica=R) == 0
+    assert 60 <= m.value("bybit_ingest_heartbeat_age_seconds", replica=R) < 120
