@@ -23,6 +23,8 @@ COPY simulator ./simulator
 COPY tracker_tools ./tracker_tools
 # tracker_tools/healthcheck/thresholds.yml is a link to this file; the wheel gets its contents.
 COPY prometheus/thresholds.yml ./prometheus/thresholds.yml
+# api/runbooks is a link to docs/runbooks: the API serves them at /docs/runbooks/ (alerts' runbook_url).
+COPY docs/runbooks ./docs/runbooks
 RUN pip wheel --wheel-dir /wheels .
 
 # --- runtime: only the installed wheels, no compiler, no source tree, no pip cache ------------------

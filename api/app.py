@@ -18,7 +18,7 @@ from typing import Final
 import orjson
 from aiohttp import web
 
-from api import errors, routes
+from api import errors, routes, runbooks
 from api.context import ApiContext
 from api.errors import ApiError, error_response, quote
 from api.metrics import ApiMetrics, metrics_middleware
@@ -79,7 +79,9 @@ def build_app(settings: Settings) -> web.Application:
                      metrics=ApiMetrics())
     app = web.Application(middlewares=[metrics_middleware(ctx.metrics), errors_middleware(ctx)])
     app[routes.CONTEXT] = ctx
-    app[routes.OPENAPI] = orjson.dumps(openapi_document(settings))
+    served_runbooks = runbooks.load_runbooks()
+    app[runbooks.RUNBOOKS] = served_runbooks
+    app[routes.OPENAPI] = orjson.dumps(openapi_document(settings, runbook_names=tuple(served_runbooks)))
     app.router.add_get("/api/options/{coin}", routes.options)
     app.router.add_get("/api/options/{coin}/{symbol}", routes.option)
     app.router.add_get("/api/coins", routes.coins)
@@ -87,6 +89,7 @@ def build_app(settings: Settings) -> web.Application:
     app.router.add_get("/readyz", routes.readyz)
     app.router.add_get("/metrics", routes.metrics)
     app.router.add_get("/openapi.json", routes.openapi)
+    app.router.add_get(runbooks.ROUTE, runbooks.runbook)
     app.on_response_prepare.append(_security_headers)
 
     async def lifecycle(_app: web.Application) -> AsyncIterator[None]:

@@ -7,13 +7,15 @@ what the code does not check. Tests compare its paths with the application's rou
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from api import errors, validation
+from api import errors, runbooks, validation
 from api.cache import RESULTS
 from common.config import Settings
 from common.symbols import MAX_SYMBOL_LEN, SYMBOL_RE
 
+RUNBOOK_PATTERN = f"^{runbooks.RUNBOOK_NAME.pattern}$"
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
 
@@ -95,13 +97,16 @@ def _schemas() -> dict[str, Any]:
     }
 
 
-def openapi_document(settings: Settings) -> dict[str, Any]:
-    """The whole document for an API serving ``settings.coins``."""
+def openapi_document(settings: Settings, *, runbook_names: Sequence[str] = ()) -> dict[str, Any]:
+    """The whole document for an API serving ``settings.coins`` and the runbook files ``runbook_names``."""
     coin = {"name": "coin", "in": "path", "required": True, "description": "A tracked base coin",
             "schema": {"type": "string", "enum": list(settings.coins)}}
     symbol = {"name": "symbol", "in": "path", "required": True, "description": "An option symbol of the coin",
               "schema": {"type": "string", "pattern": SYMBOL_RE.pattern, "maxLength": MAX_SYMBOL_LEN}}
     ok = "OK"
+    runbook = {"name": "name", "in": "path", "required": True,
+               "description": "A runbook file: <AlertName>.md, or README.md for the index",
+               "schema": {"type": "string", "pattern": RUNBOOK_PATTERN, "enum": list(runbook_names)}}
     ready = {"$ref": "#/components/schemas/Ready"}
     return {
         "openapi": "3.1.0",
@@ -131,6 +136,11 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                                  "responses": {"200": {"description": ok, "content": {"text/plain": {}}}}}},
             "/openapi.json": {"get": {"summary": "This document", "operationId": "openapi",
                                       "responses": {"200": _json({"type": "object"}, ok)}}},
+            runbooks.ROUTE: {"get": {
+                "summary": "An alert's runbook (Markdown source), the target of its runbook_url",
+                "operationId": "getRunbook", "parameters": [runbook],
+                "responses": {"200": {"description": ok, "content": {"text/plain": {}}},
+                              **_errors(400, 404)}}},
         },
         "components": {"schemas": _schemas()},
     }

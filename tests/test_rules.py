@@ -20,7 +20,13 @@ import pytest
 import yaml
 
 from scripts.promconfig import load_thresholds, render_rule_files, stale_rule_files, write_rule_files
-from scripts.promconfig.model import ALERT_SEVERITIES, HEARTBEAT_SEVERITY, SEVERITIES, runbook_url
+from scripts.promconfig.model import (
+    ALERT_SEVERITIES,
+    DEFAULT_RUNBOOK_BASE,
+    HEARTBEAT_SEVERITY,
+    SEVERITIES,
+    runbook_url,
+)
 from scripts.promconfig.rules import all_alerts
 from tests.servers import promtool, repo_root
 
@@ -28,9 +34,7 @@ ROOT = repo_root()
 RULES = ROOT / "prometheus" / "rules"
 TESTS = ROOT / "prometheus" / "tests"
 RUNBOOKS = ROOT / "docs" / "runbooks"
-RUNBOOK_URL = re.compile(
-    r"https://github\.com/bybit-options-tracker/bybit-options-tracker/blob/main/docs/runbooks/"
-    r"(?P<name>[A-Za-z0-9]+)\.md")
+RUNBOOK_URL = re.compile(re.escape(DEFAULT_RUNBOOK_BASE) + r"(?P<name>[A-Za-z0-9]+)\.md")
 #: Series Prometheus itself provides; every other name must be a contract metric or recorded.
 PROMETHEUS_SERIES = {"up", "ALERTS", "ALERTS_FOR_STATE"}
 PROMQL_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or",

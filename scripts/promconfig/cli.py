@@ -1,7 +1,9 @@
 """Command line of the generator: render the committed files, check them, or write variants.
 
-    python -m scripts.promconfig render         # prometheus/prometheus.yml, ha/*.yml, rules/*.yml
+    python -m scripts.promconfig render         # prometheus.yml, ha/*.yml, rules/*.yml, deploy/kubernetes/
     python -m scripts.promconfig check          # exit 1 if a committed file is out of date
+    python -m scripts.promconfig render --runbook-base https://tracker.example.com/docs/runbooks/
+    python -m scripts.promconfig kubernetes --out DIR --runbook-base https://tracker.example.com/docs/runbooks/
     python -m scripts.promconfig prometheus --out DIR --exporter 127.0.0.1:9108 ...
     python -m scripts.promconfig prometheus --out DIR --replica a --alertmanager HOST:P1,HOST:P2 ...
     python -m scripts.promconfig rules --out DIR --set NoDataFlowing.threshold=10 --duration-scale 0.05
@@ -16,6 +18,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from scripts.promconfig.alertmanager_config import write_local_alertmanager_config
+from scripts.promconfig.kubernetes import (
+    KUBE_DIR,
+    render_kubernetes,
+    stale_kubernetes_files,
+    write_kubernetes,
+)
+from scripts.promconfig.model import DEFAULT_RUNBOOK_BASE, RunbookBaseError, check_runbook_base
 from scripts.promconfig.prometheus_config import (
     COMPOSE_TARGETS,
     PROMETHEUS_FILE,
@@ -23,16 +32,27 @@ from scripts.promconfig.prometheus_config import (
     render_prometheus_config,
     write_local_config,
 )
-from scripts.promconfig.rules import RULES_DIR, stale_rule_files, write_rule_files
+from scripts.promconfig.rules import RULES_DIR, render_rule_files, stale_rule_files, write_rule_files
 from scripts.promconfig.thresholds import ROOT, ThresholdError, load_thresholds
+
+
+def _runbook_base(value: str) -> str:
+    """--runbook-base, checked: argparse prints the reason (only ArgumentTypeError's is shown)."""
+    try:
+        return check_runbook_base(value)
+    except RunbookBaseError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m scripts.promconfig", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("render", help="rewrite prometheus/prometheus.yml, ha/*.yml and rules/*.yml")
-    sub.add_parser("check", help="exit 1 when a committed generated file is out of date")
+    render = sub.add_parser("render", help="rewrite prometheus/prometheus.yml, ha/*.yml, rules/*.yml "
+                            "and deploy/kubernetes/*.yaml")
+    check = sub.add_parser("check", help="exit 1 when a committed generated file is out of date")
+    kube = sub.add_parser("kubernetes", help="write the deploy/kubernetes manifests into another directory")
+    kube.add_argument("--out", type=Path, required=True, help="directory for the manifests")
 
     prom = sub.add_parser("prometheus", help="write a prometheus.yml for other targets (e.g. loopback)")
     prom.add_argument("--out", type=Path, required=True, help="directory for prometheus.yml")
@@ -52,6 +72,10 @@ def _parser() -> argparse.ArgumentParser:
                        help="override one value of prometheus/thresholds.yml (repeatable)")
     rules.add_argument("--duration-scale", type=float, default=1.0,
                        help="multiply every for: duration by this (e.g. 0.05 for tests)")
+    for command in (render, check, kube, rules):
+        command.add_argument("--runbook-base", type=_runbook_base, default=DEFAULT_RUNBOOK_BASE,
+                             metavar="URL", help="URL every runbook_url starts with, <Alert>.md appended "
+                             f"(default {DEFAULT_RUNBOOK_BASE}: the API's /docs/runbooks/)")
 
     am = sub.add_parser("alertmanager", help="write the loopback variant of alertmanager/alertmanager.yml")
     am.add_argument("--out", type=Path, required=True, help="directory for alertmanager.yml")
@@ -71,8 +95,11 @@ def _overrides(pairs: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def _stale() -> list[str]:
-    names = [f"prometheus/rules/{n}" for n in stale_rule_files()]
+def _stale(runbook_base: str) -> list[str]:
+    names = [f"prometheus/rules/{n}" for n in
+             stale_rule_files(rendered=render_rule_files(runbook_base=runbook_base))]
+    kube = render_kubernetes(runbook_base=runbook_base)
+    names += [str((KUBE_DIR / n).relative_to(ROOT)) for n in stale_kubernetes_files(rendered=kube)]
     expected = {PROMETHEUS_FILE: render_prometheus_config(COMPOSE_TARGETS), **render_ha_configs()}
     for path, text in expected.items():
         committed = path.read_text(encoding="utf-8") if path.is_file() else ""
@@ -81,12 +108,23 @@ def _stale() -> list[str]:
     return names
 
 
+def _base_flag(args: argparse.Namespace) -> str:
+    """The --runbook-base to repeat in a hint, if it is not the default."""
+    base: str = args.runbook_base
+    return "" if base == DEFAULT_RUNBOOK_BASE else f" --runbook-base {base}"
+
+
 def run(args: argparse.Namespace) -> int:
     if args.command == "render":
-        written = write_rule_files(RULES_DIR, load_thresholds())
-        for extra in stale_rule_files(RULES_DIR):
+        written = write_rule_files(RULES_DIR, load_thresholds(), runbook_base=args.runbook_base)
+        for extra in stale_rule_files(RULES_DIR, render_rule_files(runbook_base=args.runbook_base)):
             (RULES_DIR / extra).unlink()  # a rule file no longer generated
             print(f"removed prometheus/rules/{extra}")
+        kube = render_kubernetes(runbook_base=args.runbook_base)
+        written += write_kubernetes(KUBE_DIR, kube)
+        for extra in stale_kubernetes_files(KUBE_DIR, kube):
+            (KUBE_DIR / extra).unlink()  # a manifest no longer generated
+            print(f"removed {(KUBE_DIR / extra).relative_to(ROOT)}")
         configs = {PROMETHEUS_FILE: render_prometheus_config(COMPOSE_TARGETS), **render_ha_configs()}
         for path, text in configs.items():
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -95,9 +133,10 @@ def run(args: argparse.Namespace) -> int:
             print(path.relative_to(ROOT))
         return 0
     if args.command == "check":
-        stale = _stale()
+        stale = _stale(args.runbook_base)
         for name in stale:
-            print(f"out of date: {name} (run: python -m scripts.promconfig render)", file=sys.stderr)
+            print(f"out of date: {name} (run: python -m scripts.promconfig render{_base_flag(args)})",
+                  file=sys.stderr)
         return 1 if stale else 0
     if args.command == "prometheus":
         managers = [a.strip() for a in args.alertmanager.split(",") if a.strip()]
@@ -108,7 +147,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.command == "rules":
         thresholds = load_thresholds().with_overrides(_overrides(args.set)).scaled(args.duration_scale)
-        for path in write_rule_files(args.out, thresholds):
+        for path in write_rule_files(args.out, thresholds, runbook_base=args.runbook_base):
+            print(path)
+        return 0
+    if args.command == "kubernetes":
+        for path in write_kubernetes(args.out, render_kubernetes(runbook_base=args.runbook_base)):
             print(path)
         return 0
     print(write_local_alertmanager_config(args.out, webhook_url=args.webhook_url,
@@ -120,6 +163,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return run(args)
-    except ThresholdError as exc:
+    except (ThresholdError, RunbookBaseError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

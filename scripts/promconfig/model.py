@@ -4,7 +4,8 @@ An :class:`AlertTemplate` is an alert before its numbers are known: expression a
 annotations carry ``[[key]]`` placeholders (see placeholders.py) that the alert's entry in
 prometheus/thresholds.yml fills. Rendering adds what every alert must have, so no alert
 can forget it: the ``severity`` and ``condition`` labels, a ``runbook_url`` in the format of
-docs/CONTRACTS.md, and the ``value`` annotation the notification templates print.
+docs/CONTRACTS.md (under a base URL that is a setting of the generator), and the ``value``
+annotation the notification templates print.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
+from urllib.parse import urlsplit
 
 from scripts.promconfig.placeholders import fill
 from scripts.promconfig.thresholds import AlertParams
@@ -29,7 +31,31 @@ AlertSeverity = Severity | Literal["none"]
 #: Every value the ``severity`` label of a rule may take: the three tiers and the heartbeat.
 ALERT_SEVERITIES: Final[tuple[AlertSeverity, ...]] = (*SEVERITIES, HEARTBEAT_SEVERITY)
 
-RUNBOOK_BASE: Final = "https://github.com/bybit-options-tracker/bybit-options-tracker/blob/main/docs/runbooks/"
+#: Where ``runbook_url`` points unless the generator is given ``--runbook-base``: the API serves
+#: docs/runbooks/ read-only at /docs/runbooks/ (api/runbooks.py), and compose and the local stack
+#: publish the API on localhost:5001, so the link answers on the machine running the stack. A team
+#: reading alerts elsewhere renders with its own base (docs/alerting.md#runbook-links).
+DEFAULT_RUNBOOK_BASE: Final = "http://localhost:5001/docs/runbooks/"
+
+
+class RunbookBaseError(ValueError):
+    """A runbook base URL that would not make a working link."""
+
+
+def check_runbook_base(base: str) -> str:
+    """``base`` if it is an absolute http(s) URL ending in ``/``, else :class:`RunbookBaseError`.
+
+    The base is pasted before ``<Alert>.md`` into every alert: a relative path, a missing
+    slash or a query string would give every alert a link that never answers.
+    """
+    parts = urlsplit(base)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise RunbookBaseError(f"runbook base {base!r}: expected an absolute http:// or https:// URL")
+    if parts.query or parts.fragment or not parts.path.endswith("/"):
+        raise RunbookBaseError(f"runbook base {base!r}: must end with '/' and have no query or fragment")
+    if any(ch.isspace() or ch in "{}" for ch in base):
+        raise RunbookBaseError(f"runbook base {base!r}: no spaces or template braces")
+    return base
 
 #: How the ``value`` annotation prints ``$value`` (Prometheus template functions).
 VALUE_FORMATS: Final[Mapping[str, str]] = {
@@ -43,9 +69,9 @@ VALUE_FORMATS: Final[Mapping[str, str]] = {
 }
 
 
-def runbook_url(alert: str) -> str:
-    """Where an alert's runbook lives (docs/runbooks/<AlertName>.md on the main branch)."""
-    return f"{RUNBOOK_BASE}{alert}.md"
+def runbook_url(alert: str, base: str = DEFAULT_RUNBOOK_BASE) -> str:
+    """Where an alert's runbook is read: ``base`` + ``<AlertName>.md`` (docs/runbooks/<AlertName>.md)."""
+    return f"{check_runbook_base(base)}{alert}.md"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,8 +92,8 @@ class AlertTemplate:
     value: str
     extra_labels: Mapping[str, str] = field(default_factory=dict)
 
-    def render(self, params: AlertParams) -> dict[str, Any]:
-        """The rule as Prometheus reads it, numbers filled from ``params``."""
+    def render(self, params: AlertParams, *, runbook_base: str = DEFAULT_RUNBOOK_BASE) -> dict[str, Any]:
+        """The rule as Prometheus reads it, numbers filled from ``params``, runbook under ``runbook_base``."""
         where = f"alert {self.name}"
         values = dict(params.values)
         rule: dict[str, Any] = {"alert": self.name, "expr": fill(self.expr, values, where=where)}
@@ -79,7 +105,7 @@ class AlertTemplate:
             "summary": fill(self.summary, values, where=where),
             "description": fill(self.description, values, where=where),
             "value": VALUE_FORMATS[self.value],
-            "runbook_url": runbook_url(self.name),
+            "runbook_url": runbook_url(self.name, runbook_base),
         }
         return rule
 

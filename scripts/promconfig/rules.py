@@ -16,7 +16,7 @@ from typing import Final
 
 from scripts.promconfig import recording, slo
 from scripts.promconfig.catalogue import CATALOGUE, HEARTBEAT
-from scripts.promconfig.model import AlertTemplate, RuleGroup
+from scripts.promconfig.model import DEFAULT_RUNBOOK_BASE, AlertTemplate, RuleGroup
 from scripts.promconfig.placeholders import placeholders
 from scripts.promconfig.thresholds import ROOT, AlertParams, ThresholdError, ThresholdSet, load_thresholds
 from scripts.promconfig.yamlout import dump
@@ -55,31 +55,34 @@ def all_alerts(thresholds: ThresholdSet) -> tuple[tuple[AlertTemplate, AlertPara
     return (*((t, p) for _g, t, p in threshold_alerts(thresholds)), *slo.burn_alerts(thresholds))
 
 
-def rule_groups(thresholds: ThresholdSet) -> dict[str, tuple[RuleGroup, ...]]:
-    """File name -> the rule groups it holds."""
+def rule_groups(thresholds: ThresholdSet, *,
+                runbook_base: str = DEFAULT_RUNBOOK_BASE) -> dict[str, tuple[RuleGroup, ...]]:
+    """File name -> the rule groups it holds; alerts link their runbooks under ``runbook_base``."""
     by_group: dict[str, list[dict[str, object]]] = {name: [] for name in (*CATALOGUE, *HEARTBEAT)}
     for group, template, params in threshold_alerts(thresholds):
-        by_group[group].append(template.render(params))
+        by_group[group].append(template.render(params, runbook_base=runbook_base))
     return {
         "recording.yml": (recording.recording_group(thresholds),),
         "alerts.yml": tuple(RuleGroup(name, tuple(by_group[name])) for name in CATALOGUE),
-        "slo.yml": (slo.recording_group(thresholds), slo.alert_group(thresholds)),
+        "slo.yml": (slo.recording_group(thresholds), slo.alert_group(thresholds, runbook_base=runbook_base)),
         "watchdog.yml": tuple(RuleGroup(name, tuple(by_group[name])) for name in HEARTBEAT),
     }
 
 
-def render_rule_files(thresholds: ThresholdSet | None = None) -> dict[str, str]:
+def render_rule_files(thresholds: ThresholdSet | None = None, *,
+                      runbook_base: str = DEFAULT_RUNBOOK_BASE) -> dict[str, str]:
     """File name -> YAML text of every rule file, for ``thresholds`` (default: the committed file)."""
     chosen = thresholds if thresholds is not None else load_thresholds()
     return {name: dump({"groups": [g.render() for g in groups]}, header=HEADER)
-            for name, groups in rule_groups(chosen).items()}
+            for name, groups in rule_groups(chosen, runbook_base=runbook_base).items()}
 
 
-def write_rule_files(out_dir: Path = RULES_DIR, thresholds: ThresholdSet | None = None) -> list[Path]:
+def write_rule_files(out_dir: Path = RULES_DIR, thresholds: ThresholdSet | None = None, *,
+                     runbook_base: str = DEFAULT_RUNBOOK_BASE) -> list[Path]:
     """Write the rule files into ``out_dir`` (created if needed); returns their paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, text in render_rule_files(thresholds).items():
+    for name, text in render_rule_files(thresholds, runbook_base=runbook_base).items():
         path = out_dir / name
         path.write_text(text, encoding="utf-8")
         written.append(path)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from scripts.promconfig.durations import format_duration, parse_duration
-from scripts.promconfig.model import AlertTemplate, RecordingRule, RuleGroup, Severity
+from scripts.promconfig.model import DEFAULT_RUNBOOK_BASE, AlertTemplate, RecordingRule, RuleGroup, Severity
 from scripts.promconfig.placeholders import promql_number
 from scripts.promconfig.recording import api_error_ratio
 from scripts.promconfig.thresholds import AlertParams, BurnWindow, SloSettings, ThresholdSet
@@ -133,6 +133,6 @@ def burn_alerts(thresholds: ThresholdSet) -> tuple[tuple[AlertTemplate, AlertPar
     return tuple(out)
 
 
-def alert_group(thresholds: ThresholdSet) -> RuleGroup:
+def alert_group(thresholds: ThresholdSet, *, runbook_base: str = DEFAULT_RUNBOOK_BASE) -> RuleGroup:
     return RuleGroup("bybit.slo.alerts",
-                     tuple(t.render(p) for t, p in burn_alerts(thresholds)))
+                     tuple(t.render(p, runbook_base=runbook_base) for t, p in burn_alerts(thresholds)))
