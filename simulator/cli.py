@@ -22,6 +22,7 @@ from simulator.settings import (
     DEFAULT_PORT,
     IDLE_TIMEOUT,
     MIN_PUSH_INTERVAL,
+    PACINGS,
     SimulatorOptions,
 )
 
@@ -72,6 +73,10 @@ def parser() -> argparse.ArgumentParser:
                    help=f"seconds between ticker pushes per subscribed symbol; Bybit pushes at most every "
                         f"{BYBIT_PUSH_INTERVAL} s, lower values (down to {MIN_PUSH_INTERVAL}) "
                         f"are for load tests")
+    p.add_argument("--pacing", choices=PACINGS, default="cycle",
+                   help='"cycle": every subscribed symbol pushed at once each --push-interval; "spread": '
+                        "each symbol once per --push-interval as well, spread evenly over the interval "
+                        "in 2 ms slices, one frame per socket write (the load of a busy exchange)")
     p.add_argument("--seed", type=int, default=1,
                    help="seed of the market walk, malformed frames and drop jitter")
     p.add_argument("--idle-timeout", type=float, default=IDLE_TIMEOUT,
@@ -125,8 +130,8 @@ def options_from(argv: Sequence[str] | None = None) -> SimulatorOptions:
         p.error("--idle-timeout must be > 0")
     return SimulatorOptions(
         host=args.host, port=args.port, coins=args.coins, instruments_per_coin=args.instruments_per_coin,
-        push_interval=args.push_interval, seed=args.seed, idle_timeout=args.idle_timeout, faults=faults,
-        log_level=args.log_level, log_format=args.log_format,
+        push_interval=args.push_interval, pacing=args.pacing, seed=args.seed, idle_timeout=args.idle_timeout,
+        faults=faults, log_level=args.log_level, log_format=args.log_format,
     )
 
 

@@ -231,12 +231,30 @@ class Exchange:
     def push_cycle(self) -> int:
         """Push every subscribed symbol's current ticker to its subscribers; returns frames queued."""
         self.counters.push_cycles += 1
-        if self.faults.silent:
+        return self.push_symbols(list(self._subscribers))
+
+    def start_cycle(self) -> list[str]:
+        """Begin a paced cycle: count it and return its schedule, every symbol subscribed now."""
+        self.counters.push_cycles += 1
+        return list(self._subscribers)
+
+    def push_symbols(self, symbols: list[str]) -> int:
+        """Push the current ticker of each of ``symbols`` still subscribed; returns frames queued.
+
+        A whole cycle pushes every subscribed symbol at once; a paced cycle (``--pacing spread``)
+        calls this with successive slices of the cycle's schedule, so each symbol still goes out
+        once per ``push_interval`` and its frame carries the time of its own slice.
+        """
+        if self.faults.silent or not symbols:
             return 0
         ts = self.now_ms()
         ratio = self.faults.malformed_ratio
         queued = 0
-        for symbol, subscribers in self._subscribers.items():
+        by_symbol = self._subscribers
+        for symbol in symbols:
+            subscribers = by_symbol.get(symbol)
+            if not subscribers:
+                continue  # unsubscribed or delivered since the cycle's schedule was taken
             quote = self.market.quote(symbol)
             self._seq += 1
             if ratio > 0.0 and self._malformed_rng.random() < ratio:

@@ -18,6 +18,12 @@ BYBIT_PUSH_INTERVAL: Final = 0.1
 MIN_PUSH_INTERVAL: Final = 0.01
 #: Bybit cuts a connection after 10 minutes with no ping and no data.
 IDLE_TIMEOUT: Final = 600.0
+#: How a push cycle goes out: "cycle" (every subscribed symbol at once, each ``push_interval``)
+#: or "spread" (each symbol once per ``push_interval`` too, but the symbols spread evenly over
+#: the interval in small slices, one frame per socket write, as a busy exchange delivers them).
+PACINGS: Final = ("cycle", "spread")
+#: A spread cycle goes out in slices this far apart (a few frames each at Bybit's maximum rate).
+SPREAD_TICK: Final = 0.002
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +35,7 @@ class SimulatorOptions:
     coins: tuple[str, ...] = ("BTC", "ETH", "SOL")
     instruments_per_coin: int | None = None  # None: BTC 700, ETH 700, SOL 600, others 300
     push_interval: float = 1.0
+    pacing: str = "cycle"
     seed: int = 1
     idle_timeout: float = IDLE_TIMEOUT
     faults: Faults = field(default_factory=Faults)
@@ -53,6 +60,7 @@ class SimulatorOptions:
         return {
             "host": self.host, "port": self.port, "coins": list(self.coins),
             "instruments_per_coin": self.instruments_per_coin, "push_interval": self.push_interval,
+            "pacing": self.pacing,
             "model_interval": self.model_interval, "seed": self.seed, "idle_timeout": self.idle_timeout,
             "log_level": self.log_level,
         }

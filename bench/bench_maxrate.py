@@ -1,0 +1,563 @@
+"""The ingest's cost at Bybit's maximum push rate, against a floor and the naive baseline (issue 14).
+
+    .venv/bin/python -m bench.bench_maxrate [--quick] [--rates 1,5,10] [--seconds S]
+                                             [--baseline-rev REV | --no-release]
+
+Bybit pushes every option ticker at most every 100 ms; a busy market approaches 2,000 symbols x
+10 = 20,000 frames/s, delivered as many small socket reads, not one burst per second. The
+simulator's ``--pacing spread`` produces exactly that: each symbol once per ``--push-interval``,
+the symbols spread evenly over the interval, one frame per socket write.
+
+For each rate (pushes per symbol per second) one simulator runs, and the consumers take turns
+against it, each for the same window (one at a time: on a 2-core machine, consumers running side
+by side would mostly measure each other):
+
+- ``ingest``: ``python -m ingest`` with a real Redis (started through this module's
+  ``watched-ingest`` mode, which only adds an event-loop stall watcher to the same entry point);
+- ``naive``: the baseline of :mod:`bench.bench_ingest`, the seed's shape (``json.loads`` per
+  message, one awaited ``HSET`` per message), on as many connections as the ingest opens;
+- ``floor``: a bare receive loop on the ingest's WebSocket library that only counts frames
+  (it reads the ``ts`` of one frame in 100 for its lag): no consumer on that library can cost less;
+- ``release`` (unless ``--no-release``): the ingest as of ``--baseline-rev``, extracted with
+  ``git archive``, for before/after figures from the same run.
+
+Then the burst: :mod:`bench.bench_ingest`'s firehose (pre-rendered frames as fast as TCP takes
+them) against the ingest, the release ingest and the floor.
+
+Per consumer: frames/s received, CPU share of one core and CPU µs per frame (/proc or
+``process_time`` over the window), RSS at the end, exchange-to-Redis lag p50/p99 (exchange
+``ts`` to the moment the ticker is readable in Redis: for the ingest a sampler polls 200 symbols'
+``ts`` every 10 ms, so add up to ~10 ms of sampling; the naive consumer measures after its
+``HSET`` returns; the floor's is exchange to receipt), and the longest event-loop stall (a
+10 ms timer's overshoot). Absolute figures on a shared machine drift 2-3x between runs; the
+verdicts are ratios within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Coroutine, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import redis
+import redis.asyncio as aredis
+from websockets.asyncio.client import ClientConnection, connect
+
+from bench.bench_ingest import SYMBOLS, at_stats_write, stat
+from bench.measure import cpu_seconds, pct, rss_bytes
+from common import keys
+from tests.servers import (
+    LOOPBACK,
+    ManagedProcess,
+    RedisServer,
+    free_port,
+    http_ok,
+    python_env,
+    repo_root,
+    wait_until,
+)
+
+RATES: Final = (1, 5, 10)
+#: The release measured as "today's ingest": the last commit before issue 14's changes.
+BASELINE_REV: Final = "97dfaa3"
+#: The seed's target for one container: under 20 % of a core.
+CPU_TARGET: Final = 0.20
+STALL_PERIOD: Final = 0.01
+LAG_SAMPLE: Final = 200
+LAG_POLL: Final = 0.01
+FLOOR_LAG_EVERY: Final = 100
+MAX_TOPICS, MAX_CHARS = 2000, 21000  # Bybit's per-connection limits (the ingest's defaults)
+CONSUMERS: Final = ("ingest", "release", "naive", "floor")
+
+
+# --- the event-loop stall watcher (runs inside each consumer) ---------------------------------------
+
+async def watch_stalls(path: Path, period: float = STALL_PERIOD) -> None:
+    """Append ``<epoch second> <longest stall ms>`` to ``path`` once a second.
+
+    A stall is how late a ``period`` timer fires: the time some callback held the loop.
+    """
+    loop = asyncio.get_running_loop()
+    worst, second = 0.0, int(time.time())
+    with path.open("a", buffering=1) as out:
+        while True:
+            before = loop.time()
+            await asyncio.sleep(period)
+            worst = max(worst, loop.time() - before - period)
+            now = int(time.time())
+            if now != second:
+                out.write(f"{second} {worst * 1000:.1f}\n")
+                worst, second = 0.0, now
+
+
+def max_stall_ms(path: Path, start: float, end: float) -> float:
+    """The longest stall the watcher wrote for the whole seconds within [start, end]."""
+    worst = 0.0
+    with contextlib.suppress(FileNotFoundError):
+        for line in path.read_text().splitlines():
+            second, ms = line.split()
+            if start <= int(second) and int(second) + 1 <= end:
+                worst = max(worst, float(ms))
+    return worst
+
+
+def watched_ingest(stall_file: Path) -> int:
+    """``python -m ingest`` (the same entry point, settings from the environment) plus the watcher."""
+    import ingest.app
+    from ingest.__main__ import main as ingest_main
+
+    real_main = ingest.app.main
+
+    async def main(settings: Any, *, stop: asyncio.Event | None = None) -> None:
+        watcher = asyncio.create_task(watch_stalls(stall_file))
+        try:
+            await real_main(settings, stop=stop)
+        finally:
+            watcher.cancel()
+
+    ingest.app.main = main
+    return ingest_main([])
+
+
+# --- floor and naive consumers (their own processes) ------------------------------------------------
+
+def discover(rest_url: str, coins: Sequence[str]) -> list[str]:
+    """Every streamed symbol (Trading or Delivering), from instruments-info, cursors sent back as given."""
+    symbols: list[str] = []
+    for coin in coins:
+        cursor = ""
+        while True:
+            url = f"{rest_url}/v5/market/instruments-info?category=option&baseCoin={coin}&limit=1000"
+            if cursor:
+                url += f"&cursor={cursor}"
+            with urllib.request.urlopen(url, timeout=10) as answer:
+                doc = json.loads(answer.read())
+            items = doc["result"]["list"]
+            symbols += [i["symbol"] for i in items if i.get("status", "Trading") in ("Trading", "Delivering")]
+            cursor = doc["result"].get("nextPageCursor") or ""
+            if not cursor or not items:
+                break
+    return symbols
+
+
+def shards(symbols: Sequence[str]) -> list[list[str]]:
+    """The ingest's own shard plan: as many connections as it opens for these symbols."""
+    from ingest.sharding import ShardPlan
+
+    plan = ShardPlan(max_topics=MAX_TOPICS, max_chars=MAX_CHARS)
+    plan.add(symbols)
+    return [sorted(s.symbols) for s in plan.shards]
+
+
+@dataclass
+class Tally:
+    """What a consumer counted; the window's figures are differences of two snapshots."""
+
+    frames: int = 0
+    lags_ms: list[float] = field(default_factory=list)
+    measuring: bool = False
+
+
+async def _subscribe(ws: ClientConnection, symbols: Sequence[str]) -> None:
+    for i in range(0, len(symbols), 200):
+        await ws.send(json.dumps({"op": "subscribe", "args": [f"tickers.{s}" for s in symbols[i:i + 200]],
+                                  "req_id": str(i)}))
+
+
+async def floor_loop(ws_url: str, symbols: Sequence[str], tally: Tally) -> None:
+    """Receive and count; every 100th frame, read its ``ts`` for the receive lag."""
+    async with connect(ws_url, max_size=2**22, compression=None) as ws:
+        await _subscribe(ws, symbols)
+        recv = ws.recv
+        while True:
+            raw = await recv(decode=False)
+            tally.frames += 1
+            if tally.frames % FLOOR_LAG_EVERY == 0 and tally.measuring:
+                at = raw.find(b'"ts":')
+                if at >= 0:
+                    end = raw.find(b",", at)
+                    with contextlib.suppress(ValueError):
+                        tally.lags_ms.append(time.time() * 1000 - int(raw[at + 5:end]))
+
+
+async def naive_loop(ws_url: str, redis_url: str, symbols: Sequence[str], tally: Tally) -> None:
+    """:func:`bench.bench_ingest.naive_consumer`'s shape, per shard, with the exchange-to-Redis lag."""
+    r = aredis.Redis.from_url(redis_url)
+    try:
+        async with connect(ws_url, max_size=2**22, compression=None) as ws:
+            await _subscribe(ws, symbols)
+            while True:
+                msg = json.loads(await ws.recv())
+                if "topic" not in msg:
+                    continue
+                data = msg["data"]
+                await r.hset(f"option:{data['symbol']}", mapping=data)
+                tally.frames += 1
+                if tally.measuring:
+                    tally.lags_ms.append(time.time() * 1000 - msg["ts"])
+    finally:
+        await r.aclose()
+
+
+async def run_consumer(kind: str, *, rest_url: str, ws_url: str, redis_url: str, coins: Sequence[str],
+                       warmup: float, seconds: float, stall_file: Path) -> dict[str, float]:
+    """Run ``kind`` for ``warmup`` + ``seconds``; the window's figures."""
+    symbols = discover(rest_url, coins)
+    tally = Tally()
+    loops: list[Coroutine[Any, Any, None]]
+    if kind == "floor":
+        loops = [floor_loop(ws_url, s, tally) for s in shards(symbols)]
+    else:
+        loops = [naive_loop(ws_url, redis_url, s, tally) for s in shards(symbols)]
+    tasks = [asyncio.create_task(c) for c in loops]
+    tasks.append(asyncio.create_task(watch_stalls(stall_file)))
+    await asyncio.sleep(warmup)
+    for task in tasks:
+        if task.done():
+            task.result()  # a consumer that died says why
+    tally.measuring = True
+    f0, c0, t0, w0 = tally.frames, time.process_time(), time.monotonic(), time.time()
+    await asyncio.sleep(seconds)
+    f1, c1, t1, w1 = tally.frames, time.process_time(), time.monotonic(), time.time()
+    lags = list(tally.lags_ms)
+    dt = t1 - t0
+    return {"frames_s": (f1 - f0) / dt, "cpu": (c1 - c0) / dt, "rss": float(rss_bytes(os.getpid())),
+            "lag_p50": pct(lags, 0.5), "lag_p99": pct(lags, 0.99),
+            "stall_ms": max_stall_ms(stall_file, w0, w1)}
+
+
+async def consume_and_exit(kind: str, *, out: Path, **kw: Any) -> None:
+    """Run the consumer, write its figures to ``out`` and exit the process at once.
+
+    No clean close: it would wait behind the server's backlog (a saturated naive consumer is
+    seconds behind, and cancelling its tasks hangs in the close handshake). The sockets go with
+    the process.
+    """
+    result = await run_consumer(kind, stall_file=out.with_suffix(".stalls"), **kw)
+    _write_and_exit(out, result)
+
+
+def _write_and_exit(out: Path, result: dict[str, float]) -> None:
+    out.write_text(json.dumps(result))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+# --- measuring the ingest from outside -------------------------------------------------------------
+
+class LagSampler:
+    """Polls a sample of option hashes' ``ts``; each change seen is a write, its lag now - ts."""
+
+    def __init__(self, r: redis.Redis, symbols: Sequence[str]) -> None:
+        step = max(1, len(symbols) // LAG_SAMPLE)
+        self.symbols = list(symbols)[::step][:LAG_SAMPLE]
+        self.r = r
+        self.lags_ms: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lag-sampler", daemon=True)
+
+    def __enter__(self) -> LagSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        last: dict[str, bytes] = {}
+        field_ts = keys.F_OPTION_TS
+        while not self._stop.is_set():
+            pipe = self.r.pipeline(transaction=False)
+            for s in self.symbols:
+                pipe.hget(keys.option_key(s), field_ts)
+            values = pipe.execute()
+            now_ms = time.time() * 1000
+            for s, v in zip(self.symbols, values, strict=True):
+                if v is not None and v != last.get(s):
+                    if s in last:  # the first value seen may be old: only changes are writes
+                        self.lags_ms.append(now_ms - int(v))
+                    last[s] = v
+            self._stop.wait(LAG_POLL)
+
+
+@contextmanager
+def started(argv: list[str], log: Path, env: dict[str, str]) -> Iterator[ManagedProcess]:
+    proc = ManagedProcess(argv, log, env=env, cwd=str(repo_root()))
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def release_tree(workdir: Path, rev: str) -> Path:
+    """``ingest/`` and ``common/`` as of ``rev`` (git archive), to put first on PYTHONPATH."""
+    out = workdir / f"release-{rev}"
+    out.mkdir()
+    archive = subprocess.run(["git", "archive", "--format=tar", rev, "ingest", "common"], cwd=repo_root(),
+                             capture_output=True, check=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(out, filter="data")
+    return out
+
+
+def measure_ingest(workdir: Path, redis_server: RedisServer, *, rest_url: str, ws_url: str,
+                   coins: Sequence[str], symbols: Sequence[str], warmup: float, seconds: float,
+                   release: Path | None = None) -> dict[str, float]:
+    """The ingest (this checkout's, or ``release``'s) against the feed, measured from outside."""
+    stall_file = workdir / f"stalls-{time.monotonic_ns()}.txt"
+    path = f"{release}{os.pathsep}{repo_root()}" if release is not None else str(repo_root())
+    env = python_env(REDIS_URL=redis_server.url, BYBIT_WS_URL=ws_url, BYBIT_REST_URL=rest_url,
+                     BYBIT_COINS=",".join(coins), LOG_FORMAT="json", LOG_LEVEL="WARNING", PYTHONPATH=path)
+    argv = [sys.executable, "-m", "bench.bench_maxrate", "watched-ingest", "--stall-file", str(stall_file)]
+    r = redis_server.client()
+    r.flushall()
+    name = "release" if release is not None else "ingest"
+    with started(argv, workdir / f"{name}-{time.monotonic_ns()}.log", env) as proc:
+        assert proc.proc is not None
+        pid = proc.proc.pid
+        wait_until(lambda: stat(r, keys.F_REDIS_WRITES) >= len(symbols) or None, timeout=60,
+                   what=f"{name}: every symbol written once")
+        time.sleep(warmup)
+        with LagSampler(r, symbols) as sampler:
+            m0, _w0, c0, t0 = at_stats_write(r, pid)
+            e0 = time.time()
+            time.sleep(max(seconds - 0.5, 0.5))
+            m1, _w1, c1, t1 = at_stats_write(r, pid)
+            e1 = time.time()
+        rss = rss_bytes(pid)
+        dt = t1 - t0
+        lags = sampler.lags_ms
+    return {"frames_s": (m1 - m0) / dt, "cpu": (c1 - c0) / dt, "rss": float(rss),
+            "lag_p50": pct(lags, 0.5), "lag_p99": pct(lags, 0.99),
+            "stall_ms": max_stall_ms(stall_file, e0, e1)}
+
+
+def measure_other(kind: str, workdir: Path, redis_server: RedisServer, *, rest_url: str, ws_url: str,
+                  coins: Sequence[str], warmup: float, seconds: float) -> dict[str, float]:
+    """``floor`` or ``naive`` in its own process; its JSON result."""
+    out = workdir / f"{kind}-{time.monotonic_ns()}.json"
+    argv = [sys.executable, "-m", "bench.bench_maxrate", "consume", "--kind", kind, "--rest", rest_url,
+            "--ws", ws_url, "--redis", redis_server.url, "--coins", ",".join(coins), "--warmup", str(warmup),
+            "--seconds", str(seconds), "--out", str(out)]
+    redis_server.client().flushall()
+    done = subprocess.run(argv, cwd=repo_root(), env=python_env(), capture_output=True, text=True,
+                          timeout=warmup + seconds + 60, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{kind} consumer failed: {done.stderr[-2000:]}")
+    result: dict[str, float] = json.loads(out.read_text())
+    return result
+
+
+# --- feeds ----------------------------------------------------------------------------------------
+
+@dataclass
+class Feed:
+    rest_url: str
+    ws_url: str
+    coins: tuple[str, ...]
+    symbols: list[str]
+    proc: ManagedProcess
+
+
+@contextmanager
+def simulator_feed(workdir: Path, rate: float, per_coin: int | None) -> Iterator[Feed]:
+    port = free_port()
+    argv = [sys.executable, "-m", "simulator", "--host", LOOPBACK, "--port", str(port),
+            "--coins", "BTC,ETH,SOL", "--push-interval", f"{1 / rate:g}", "--pacing", "spread",
+            "--seed", "1", "--log-format", "text", "--log-level", "WARNING"]
+    if per_coin is not None:
+        argv += ["--instruments-per-coin", str(per_coin)]
+    base = f"http://{LOOPBACK}:{port}"
+    with started(argv, workdir / f"simulator-{rate:g}.log", python_env()) as proc:
+        wait_until(lambda: http_ok(base + "/control/state") or None, timeout=30, what="simulator")
+        with urllib.request.urlopen(base + "/control/instruments", timeout=10) as answer:
+            coins = json.loads(answer.read())["coins"]
+        symbols = [s for listed in coins.values() for s in listed]
+        yield Feed(base, f"ws://{LOOPBACK}:{port}/v5/public/option", ("BTC", "ETH", "SOL"), symbols, proc)
+
+
+@contextmanager
+def firehose_feed(workdir: Path, n: int) -> Iterator[Feed]:
+    from bench.bench_ingest import firehose_symbols
+
+    port = free_port()
+    argv = [sys.executable, "-m", "bench.bench_ingest", "firehose", "--port", str(port), "--symbols", str(n)]
+    with started(argv, workdir / "firehose.log", python_env()) as proc:
+        base = f"http://{LOOPBACK}:{port}"
+        wait_until(lambda: http_ok(base + "/v5/market/instruments-info?baseCoin=BTC") or None, timeout=30,
+                   what="firehose")
+        yield Feed(base, f"ws://{LOOPBACK}:{port}/v5/public/option", ("BTC",), firehose_symbols(n), proc)
+
+
+# --- the run ----------------------------------------------------------------------------------------
+
+@dataclass
+class Row:
+    feed: str  # "1/s", "5/s", "10/s", "burst"
+    consumer: str
+    frames_s: float
+    cpu: float
+    rss: float
+    lag_p50: float
+    lag_p99: float
+    stall_ms: float
+    feed_cpu: float = float("nan")
+
+    @property
+    def us_per_frame(self) -> float:
+        return self.cpu / self.frames_s * 1e6 if self.frames_s > 0 else float("nan")
+
+
+def run_feed(name: str, feed: Feed, workdir: Path, redis_server: RedisServer, consumers: Sequence[str],
+             warmup: float, seconds: float, release: Path | None) -> list[Row]:
+    rows = []
+    for consumer in consumers:
+        c0, t0 = cpu_seconds(_pid(feed.proc)), time.monotonic()
+        if consumer in ("ingest", "release"):
+            figures = measure_ingest(workdir, redis_server, rest_url=feed.rest_url, ws_url=feed.ws_url,
+                                     coins=feed.coins, symbols=feed.symbols, warmup=warmup, seconds=seconds,
+                                     release=release if consumer == "release" else None)
+        else:
+            figures = measure_other(consumer, workdir, redis_server, rest_url=feed.rest_url,
+                                    ws_url=feed.ws_url, coins=feed.coins, warmup=warmup, seconds=seconds)
+        feed_cpu = (cpu_seconds(_pid(feed.proc)) - c0) / (time.monotonic() - t0)
+        rows.append(Row(name, consumer, feed_cpu=feed_cpu, **figures))
+        print(f"  {name:>6} {consumer:<8} {_cells(rows[-1])}", file=sys.stderr, flush=True)
+    return rows
+
+
+def _pid(proc: ManagedProcess) -> int:
+    assert proc.proc is not None
+    return proc.proc.pid
+
+
+def _cells(row: Row) -> str:
+    return (f"{row.frames_s:>9,.0f} {row.cpu:>6.1%} {row.us_per_frame:>7.1f} {row.rss / 2**20:>6.1f} "
+            f"{row.lag_p50:>7.1f} {row.lag_p99:>7.1f} {row.stall_ms:>7.1f}")
+
+
+def ratio(rows: Sequence[Row], feed: str, top: str, bottom: str) -> float:
+    """µs/frame of ``top`` over ``bottom`` on ``feed`` (NaN when either is missing)."""
+    by = {r.consumer: r for r in rows if r.feed == feed}
+    if top not in by or bottom not in by:
+        return float("nan")
+    return by[top].us_per_frame / by[bottom].us_per_frame
+
+
+def report(rows: Sequence[Row], *, symbols: int, seconds: float, burst_symbols: int) -> str:
+    out = io.StringIO()
+
+    def p(line: str = "") -> None:
+        out.write(line + "\n")
+
+    load = os.getloadavg()
+    p(f"ingest at Bybit's maximum push rate (nproc={os.cpu_count()}, load {load[0]:.2f} {load[1]:.2f}, "
+      f"{symbols} symbols, window {seconds:g} s, burst {burst_symbols} symbols)")
+    p()
+    p("| feed | consumer | frames/s | CPU | µs/frame | RSS MiB | lag p50 ms | lag p99 ms | max stall ms |"
+      " feed CPU |")
+    p("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        # The firehose renews its frames' ts every 2 s: no exchange-to-Redis lag to speak of.
+        lag = "- | -" if r.feed == "burst" else f"{r.lag_p50:.1f} | {r.lag_p99:.1f}"
+        p(f"| {r.feed} | {r.consumer} | {r.frames_s:,.0f} | {r.cpu:.1%} | {r.us_per_frame:.1f} | "
+          f"{r.rss / 2**20:.1f} | {lag} | {r.stall_ms:.1f} | {r.feed_cpu:.0%} |")
+    p()
+    p("| feed | ingest/floor (µs/frame) | naive/ingest (µs/frame) | release/ingest (µs/frame) |"
+      " ingest CPU < 20 % |")
+    p("|---|---:|---:|---:|---|")
+    for feed in dict.fromkeys(r.feed for r in rows):
+        ours = next((r for r in rows if r.feed == feed and r.consumer == "ingest"), None)
+        verdict = "n/a" if ours is None else ("yes" if ours.cpu < CPU_TARGET else "NO") + f" ({ours.cpu:.1%})"
+        p(f"| {feed} | {ratio(rows, feed, 'ingest', 'floor'):.2f}x"
+          f" | {ratio(rows, feed, 'naive', 'ingest'):.1f}x"
+          f" | {ratio(rows, feed, 'release', 'ingest'):.2f}x | {verdict} |")
+    burst = {r.consumer: r for r in rows if r.feed == "burst"}
+    if "ingest" in burst and "release" in burst:
+        p()
+        now, before = burst["ingest"].frames_s, burst["release"].frames_s
+        p(f"burst: ingest {now:,.0f} frames/s vs release {before:,.0f} ({now / before:.2f}x)")
+    return out.getvalue()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_maxrate")
+    parser.add_argument("mode", nargs="?", default="bench", choices=("bench", "consume", "watched-ingest"))
+    parser.add_argument("--quick", action="store_true", help="300 symbols, 10/s and burst, 2 s windows")
+    parser.add_argument("--rates", default=None, help="pushes per symbol per second (default 1,5,10)")
+    parser.add_argument("--seconds", type=float, default=None, help="measuring window per consumer")
+    parser.add_argument("--baseline-rev", default=BASELINE_REV, help="the release measured as 'release'")
+    parser.add_argument("--no-release", action="store_true", help="leave the release ingest out")
+    parser.add_argument("--no-burst", action="store_true")
+    parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    # sub-modes
+    parser.add_argument("--stall-file", type=Path)
+    parser.add_argument("--kind", choices=("floor", "naive"))
+    parser.add_argument("--rest")
+    parser.add_argument("--ws")
+    parser.add_argument("--redis")
+    parser.add_argument("--coins", default="BTC,ETH,SOL")
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+    if args.mode == "watched-ingest":
+        return watched_ingest(args.stall_file)
+    if args.mode == "consume":
+        asyncio.run(consume_and_exit(
+            args.kind, rest_url=args.rest, ws_url=args.ws, redis_url=args.redis, coins=args.coins.split(","),
+            warmup=args.warmup, seconds=args.seconds, out=args.out))
+        return 1  # not reached
+
+    quick = args.quick
+    default_rates = [10.0] if quick else [float(r) for r in RATES]
+    rates = [float(x) for x in args.rates.split(",")] if args.rates else default_rates
+    seconds = args.seconds or (2.0 if quick else 10.0)
+    warmup = 0.5 if quick else 2.0
+    per_coin = 100 if quick else None
+    burst_symbols = 300 if quick else SYMBOLS
+    consumers = [c for c in CONSUMERS if not (c == "release" and (args.no_release or quick))]
+    workdir = Path(tempfile.mkdtemp(prefix="bench-maxrate-"))
+    release = None if "release" not in consumers else release_tree(workdir, args.baseline_rev)
+    (workdir / "redis").mkdir()
+    redis_server = RedisServer(workdir / "redis")
+    redis_server.start()
+    rows: list[Row] = []
+    symbols = 0
+    try:
+        for rate in rates:
+            with simulator_feed(workdir, rate, per_coin) as feed:
+                symbols = len(feed.symbols)
+                rows += run_feed(f"{rate:g}/s", feed, workdir, redis_server, consumers, warmup, seconds,
+                                 release)
+        if not args.no_burst:
+            with firehose_feed(workdir, burst_symbols) as feed:
+                burst = [c for c in consumers if c != "naive"]
+                rows += run_feed("burst", feed, workdir, redis_server, burst, warmup, seconds, release)
+    finally:
+        redis_server.stop()
+    print(report(rows, symbols=symbols, seconds=seconds, burst_symbols=burst_symbols))
+    if args.json is not None:
+        doc = [asdict(r) | {"us_per_frame": r.us_per_frame} for r in rows]
+        args.json.write_text(json.dumps(doc, indent=1))
+    return 0
+
+if __name__ == "__main__":
+    sys.exit(main())

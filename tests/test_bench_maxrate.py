@@ -1,0 +1,103 @@
+"""The simulator's spread pacing and ``python -m bench.bench_maxrate`` (issue 14).
+
+The pacing tests talk to a real simulator over its WebSocket; the bench test runs the real bench in
+``--quick`` mode and checks the report's shape and sanity, never its timings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import subprocess
+import sys
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+
+from websockets.asyncio.client import connect
+
+from tests.fixtures_simulator import SimulatorHandle, ticker_problem
+from tests.servers import python_env, repo_root
+
+Factory = Callable[..., SimulatorHandle]
+INTERVAL = 0.5
+PER_COIN = 10
+
+
+async def pushes(sim: SimulatorHandle, cycles: float) -> list[tuple[str, int, bytes]]:
+    """(symbol, ts, raw frame) of every ticker received over ``cycles`` push intervals, after the first."""
+    symbols = [s for listed in sim.instruments().values() for s in listed]
+    out: list[tuple[str, int, bytes]] = []
+    async with connect(sim.ws_url, max_queue=None) as ws:
+        await ws.send(json.dumps({"op": "subscribe", "args": [f"tickers.{s}" for s in symbols]}))
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        end = start + INTERVAL * (cycles + 1)
+        while (left := end - loop.time()) > 0:
+            try:
+                async with asyncio.timeout(left):
+                    raw = await ws.recv(decode=False)
+            except TimeoutError:
+                break
+            doc = json.loads(raw)
+            if "topic" in doc and loop.time() - start > INTERVAL:
+                out.append((doc["data"]["symbol"], doc["ts"], raw))
+    return out
+
+
+def test_spread_pacing_pushes_each_symbol_once_per_interval_at_its_own_time(
+        simulator_factory: Factory) -> None:
+    sim = simulator_factory(instruments_per_coin=PER_COIN, push_interval=INTERVAL,
+                            extra_args=("--pacing", "spread"))
+    assert sim.state()["config"]["pacing"] == "spread"
+    frames = asyncio.run(pushes(sim, cycles=4))
+    symbols = {s for listed in sim.instruments().values() for s in listed}
+    assert {s for s, _, _ in frames} == symbols
+    # Bybit's ticker shape, unchanged by the pacing.
+    assert [p for _, _, raw in frames if (p := ticker_problem(raw)) is not None] == []
+    by_symbol: dict[str, list[int]] = defaultdict(list)
+    for symbol, ts, _ in frames:
+        by_symbol[symbol].append(ts)
+    # Each symbol about once per interval: 4 cycles give 3 to 5 frames (window edges), never a burst.
+    assert all(3 <= len(ts) <= 5 for ts in by_symbol.values()), {s: len(t) for s, t in by_symbol.items()}
+    # Spread: the symbols of one cycle carry many different send times (a whole cycle shares one).
+    first_cycle = sorted(ts[0] for ts in by_symbol.values())
+    assert len(set(first_cycle)) >= len(symbols) // 2
+
+
+def test_cycle_pacing_is_still_the_default_one_time_per_cycle(simulator_factory: Factory) -> None:
+    sim = simulator_factory(instruments_per_coin=PER_COIN, push_interval=INTERVAL)
+    assert sim.state()["config"]["pacing"] == "cycle"
+    frames = asyncio.run(pushes(sim, cycles=3))
+    times = {ts for _, ts, _ in frames}
+    assert len(times) <= 4  # one ts per cycle (3 cycles and a window edge)
+
+
+def test_quick_bench_reports_every_consumer_ratio_and_verdict(tmp_path: Path) -> None:
+    out = tmp_path / "rows.json"
+    argv = [sys.executable, "-m", "bench.bench_maxrate", "--quick", "--json", str(out)]
+    done = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=240, cwd=repo_root(),
+                          env=python_env())
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = done.stdout
+    assert "| feed | consumer | frames/s | CPU | µs/frame | RSS MiB |" in report
+    assert "| feed | ingest/floor (µs/frame) | naive/ingest (µs/frame) |" in report
+    rows = json.loads(out.read_text())
+    seen = {(r["feed"], r["consumer"]) for r in rows}
+    assert seen == {("10/s", "ingest"), ("10/s", "naive"), ("10/s", "floor"), ("burst", "ingest"),
+                    ("burst", "floor")}
+    for r in rows:
+        assert r["frames_s"] > 0, r
+        assert 0 < r["cpu"] < 2.5, r  # a share of one core (two at most on this machine, plus noise)
+        assert math.isfinite(r["us_per_frame"]), r
+        assert r["us_per_frame"] > 0, r
+        assert 10 * 2**20 < r["rss"] < 1024 * 2**20, r
+        assert r["stall_ms"] >= 0, r
+        if r["feed"] != "burst":
+            assert 0 <= r["lag_p50"] <= r["lag_p99"], r
+    ingest = next(r for r in rows if r["feed"] == "10/s" and r["consumer"] == "ingest")
+    assert ingest["frames_s"] > 1000  # 300 symbols x 10/s = 3,000 pushed: the ingest kept most of them
+    ratio_line = next(line for line in report.splitlines() if line.startswith("| 10/s |") and "x |" in line)
+    assert ratio_line.count("x") >= 2
+    assert "yes (" in ratio_line or "NO (" in ratio_line
