@@ -4,7 +4,9 @@
 - catalogue.py, recording.py, slo.py: the rules' expressions and annotations;
 - rules.py renders prometheus/rules/*.yml; prometheus_config.py renders prometheus.yml for
   compose service names or loopback ports; alertmanager_config.py derives the loopback
-  variant of alertmanager/alertmanager.yml.
+  variant of alertmanager/alertmanager.yml;
+- kubernetes.py renders deploy/kubernetes/ (PrometheusRules, ServiceMonitors, dashboard
+  ConfigMaps) from the same rules and grafana/, for prometheus-operator users.
 
 CLI: ``python -m scripts.promconfig --help``. The functions below are the API the local
 stack (scripts/localstack.py) and the tests use.
