@@ -112,7 +112,7 @@ def scraped(layout: Layout, redis_server: RedisServer, exporter_factory: Callabl
     api = api_factory(redis_url=redis_server.url, coins=COINS)
     symbol = next(s for s in written if s.startswith("BTC-"))
     for path in ("/api/options/BTC", f"/api/options/BTC/{symbol}", "/api/coins", "/healthz", "/readyz",
-                 "/openapi.json", "/metrics"):
+                 "/openapi.json", "/docs/runbooks/RedisDown.md", "/metrics"):
         assert fetch(api.url + path) == 200, path
     assert fetch(api.url + "/healthz", "HEAD") == 200
     assert fetch(api.url + "/no/such/route") == 404
