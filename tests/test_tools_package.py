@@ -123,6 +123,18 @@ def test_the_installed_modules_come_from_the_wheel_not_the_checkout(installed: I
     assert installed.python("import scripts").returncode != 0, "scripts/ must not be needed (or shipped)"
 
 
+def test_the_installed_api_serves_every_runbook_from_the_wheel(installed: Installed) -> None:
+    """The default runbook_url targets the API: an installed API has every runbook, not a dangling link."""
+    done = installed.python("import json, api.runbooks as r; print(r.packaged_runbooks()); "
+                            "print(json.dumps({k: v.decode() for k, v in r.load_runbooks().items()}))")
+    assert done.returncode == 0, done.stderr
+    where, served = done.stdout.split("\n", 1)
+    assert Path(where).is_relative_to(installed.venv), where
+    expected = {p.name: p.read_text(encoding="utf-8") for p in (ROOT / "docs" / "runbooks").glob("*.md")}
+    assert len(expected) >= 30
+    assert json.loads(served) == expected
+
+
 def test_help_lists_the_commands_and_each_command_has_its_own_help(installed: Installed) -> None:
     top = installed.run("--help")
     assert top.returncode == 0, top.stderr
