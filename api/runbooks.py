@@ -51,8 +51,8 @@ def packaged_runbooks() -> Traversable:
 def load_runbooks(directory: Traversable | None = None) -> Mapping[str, bytes]:
     """File name -> contents of every runbook in ``directory`` (default: the packaged ones).
 
-    A missing directory (an install without package data) is logged and serves nothing: the
-    options API must not fail to start over its documentation.
+    A missing directory (an install without package data) or an unreadable file is logged and
+    not served: the options API must not fail to start over its documentation.
     """
     where = directory if directory is not None else packaged_runbooks()
     if not where.is_dir():
@@ -62,7 +62,12 @@ def load_runbooks(directory: Traversable | None = None) -> Mapping[str, bytes]:
     for entry in where.iterdir():
         if not RUNBOOK_NAME.fullmatch(entry.name) or not entry.is_file():
             continue
-        body = entry.read_bytes()
+        try:
+            body = entry.read_bytes()
+        except OSError as exc:
+            log.warning("runbook unreadable, not served",
+                        extra={"runbook": entry.name, "error_type": type(exc).__name__, "error": str(exc)})
+            continue
         if len(body) > MAX_RUNBOOK_BYTES:
             log.warning("runbook too large, not served",
                         extra={"runbook": entry.name, "bytes": len(body), "limit": MAX_RUNBOOK_BYTES})

@@ -170,3 +170,17 @@ def test_the_image_and_the_wheel_ship_the_runbooks() -> None:
     assert "!docs/runbooks/" in allowed
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     assert '"api" = ["runbooks/*.md"]' in pyproject
+
+
+def test_a_missing_or_unreadable_runbook_directory_serves_nothing_but_the_api_still_starts(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from api.runbooks import load_runbooks
+
+    assert load_runbooks(tmp_path / "absent") == {}
+    assert "runbooks not found" in caplog.text
+    (tmp_path / "Good.md").write_text("# Good\n", encoding="utf-8")
+    (tmp_path / "Broken.md").symlink_to(tmp_path / "nowhere.md")  # dangling: not served
+    (tmp_path / "notes.txt").write_text("x", encoding="utf-8")
+    (tmp_path / "Big.md").write_bytes(b"#" * (256 * 1024 + 1))
+    assert dict(load_runbooks(tmp_path)) == {"Good.md": b"# Good\n"}
+    assert "runbook too large" in caplog.text
