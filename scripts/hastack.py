@@ -35,6 +35,8 @@ from scripts.localstack import LOOPBACK, ROOT, Service, Supervisor, announce, po
 log = logging.getLogger("hastack")
 
 SENTINEL_TEMPLATE = ROOT / "deploy" / "redis" / "sentinel.conf"
+#: Starts a data node as the replica of the primary Sentinel names (why: in the script).
+START_NODE = ROOT / "deploy" / "redis" / "start-node.sh"
 HAPROXY_CONFIG = ROOT / "deploy" / "haproxy" / "haproxy.cfg"
 #: The service the sentinels monitor: the components' REDIS_SENTINEL_SERVICE default.
 SENTINEL_SERVICE = Settings().redis_sentinel_service
@@ -145,6 +147,14 @@ def monitored_service(template: str) -> str:
     return match.group(1)
 
 
+def _down_after_ms(template: str) -> int:
+    """The template's ``sentinel down-after-milliseconds``."""
+    match = re.search(r"^sentinel down-after-milliseconds \S+ (\d+)", template, re.MULTILINE)
+    if match is None:
+        raise ValueError("no 'sentinel down-after-milliseconds' line in the Sentinel config")
+    return int(match.group(1))
+
+
 def _binary(*names: str) -> str:
     for name in names:
         found = shutil.which(name)
@@ -166,11 +176,16 @@ def build_ha_services(ports: HaPorts, var: Path, options: HaOptions = HaOptions(
     service_name = monitored_service(template)
     sentinels = ",".join(f"{LOOPBACK}:{p}" for p in ports.sentinels())
     services: list[Service] = []
+    down_after_s = (options.down_after_ms or _down_after_ms(template)) / 1000
+    node_wait = f"{max(10, round(4 * down_after_s))}"
     for replica, port in zip(REPLICAS, (ports.redis_a, ports.redis_b), strict=True):
         data = var / f"redis-{replica}"
         data.mkdir(parents=True, exist_ok=True)
+        # A fresh stack (fresh sentinels): the node starts in its configured role (start-node.sh).
+        (data / ".started").unlink(missing_ok=True)
         follow = ["--replicaof", LOOPBACK, str(ports.redis_a)] if replica == "b" else []
         services.append(Service(f"redis-{replica}", [
+            "sh", str(START_NODE), LOOPBACK, str(port), sentinels, service_name, node_wait, str(data), "--",
             redis_server, "--port", str(port), "--bind", LOOPBACK, "--dir", str(data),
             *REDIS_DATA_ARGS, *follow], url=f"redis://{LOOPBACK}:{port}/0"))
     sentinel_bin = shutil.which("redis-sentinel")
