@@ -245,6 +245,25 @@ def check_webhook(alert: dict[str, Any] | None, tier: Tier, sent: dict[str, Any]
     assert alert["generatorURL"] == sent["generatorURL"], alert
 
 
+def documented_mail() -> str:
+    """The example mail in docs/alerting.md ('What the mails look like')."""
+    text = (ROOT / "docs" / "alerting.md").read_text(encoding="utf-8")
+    section = text.split("### What the mails look like", 1)[1]
+    match = re.search(r"```text\n(.*?)```", section, re.S)
+    assert match, "no example mail in docs/alerting.md"
+    return match[1]
+
+
+def _normalised(mail: str) -> list[str]:
+    """Mail lines without what differs per run: times, the runbook base URL, Alertmanager's address."""
+    out = []
+    for raw in mail.replace("\r\n", "\n").strip().splitlines():
+        line = re.sub(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", "<time>", raw)
+        line = re.sub(r"^Runbook: \S+/", "Runbook: <base>/", line)
+        out.append(re.sub(r"^Alertmanager: \S+$", "Alertmanager: <url>", line))
+    return out
+
+
 @pytest.mark.slow
 def test_each_tier_is_mailed_to_its_route_with_subject_summary_runbook_and_resolved_notice(
     delivery: Delivery,
@@ -263,6 +282,9 @@ def test_each_tier_is_mailed_to_its_route_with_subject_summary_runbook_and_resol
         first = delivery.mails(tier.severity, resolved=False)[0]
         check_mail(first, tier, alerts[tier.severity], since=now)
         check_webhook(delivery.webhook_alert(tier, "firing"), tier, alerts[tier.severity])
+    page = delivery.mails("critical", resolved=False)[0].message
+    assert _normalised(f"To: {page['To']}\nSubject: {page['Subject']}\n\n{parts(page)[0]}") == \
+        _normalised(documented_mail()), "docs/alerting.md shows another mail than Alertmanager sends"
 
     resolved_at = datetime.now(UTC)
     _post_alerts(delivery.alertmanager, [{**a, "endsAt": _stamp(resolved_at)} for a in firing])
