@@ -1,16 +1,19 @@
 """docker-compose.ha.yml, merged over docker-compose.yml as `docker compose -f ... -f ...` does,
-is a correct stack with two Prometheus replicas and two meshed Alertmanagers; checked statically
-(no Docker engine here), and so are the HA Prometheus configs it mounts.
+is a correct HA stack: Redis primary + replica under three sentinels, two ingest replicas, two APIs
+behind HAProxy, two Prometheus replicas and two meshed Alertmanagers; checked statically (no Docker
+engine here), and so are the HA Prometheus configs, the Sentinel config and the HAProxy config it
+mounts.
 
 The merge follows the compose specification's rules for the keys these files use (mappings
 merge key by key, ``command`` is replaced, sequences such as ``cap_drop`` and ``networks`` are
 merged, ``volumes`` are merged by their path in the container); YAML anchors and ``<<`` merge
-keys are resolved by the YAML loader, as compose's is.
+keys are resolved by the YAML loader, as compose's is; ``!reset`` removes the key it tags.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import re
 from pathlib import Path
 from typing import Any
@@ -18,6 +21,8 @@ from typing import Any
 import pytest
 import yaml
 
+from common.config import Settings
+from scripts.hastack import REDIS_DATA_ARGS, monitored_service
 from scripts.promconfig.alertmanager_config import load_source
 from scripts.promconfig.prometheus_config import (
     HA_REPLICAS,
@@ -41,13 +46,36 @@ HA = ROOT / "docker-compose.ha.yml"
 PROMETHEUS_SERVICES = ("prometheus", "prometheus-b")
 ALERTMANAGER_SERVICES = ("alertmanager", "alertmanager-b")
 MONITORING = (*PROMETHEUS_SERVICES, *ALERTMANAGER_SERVICES)
+REDIS_NODES = ("redis", "redis-b")
+SENTINEL_SERVICES = ("sentinel-1", "sentinel-2", "sentinel-3")
+INGEST_SERVICES = ("ingest", "ingest-b")
+API_SERVICES = ("api", "api-b")
+HA_ADDED = {"prometheus-b", "alertmanager-b", "redis-b", *SENTINEL_SERVICES, "ingest-b", "api-b", "haproxy"}
+TRACKER_IMAGE = "bybit-options-tracker:${TRACKER_VERSION:-0.1.0}"
+#: Knobs whose value the HA override decides (the rest pass through as in docker-compose.yml).
+HA_KNOBS = {"REDIS_SENTINELS", "REDIS_SENTINEL_SERVICE", "INGEST_MONOTONIC_WRITES", "INGEST_REPLICA"}
+SENTINEL_PORT = 26379
 CLUSTER_PORT = "9094"
 #: Sequences that an override replaces instead of merging.
 REPLACED = {"command", "entrypoint", "test"}
 
 
+class _Reset:
+    """Compose's ``!reset``: the tagged key is removed from the merged model."""
+
+
+RESET = _Reset()
+
+
+class _ComposeLoader(yaml.SafeLoader):
+    """YAML as compose reads it, with its ``!reset`` tag."""
+
+
+_ComposeLoader.add_constructor("!reset", lambda _loader, _node: RESET)
+
+
 def _load(path: Path) -> dict[str, Any]:
-    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    doc = yaml.load(path.read_text(encoding="utf-8"), Loader=_ComposeLoader)
     assert isinstance(doc, dict)
     return doc
 
@@ -60,7 +88,10 @@ def _merge(base: Any, override: Any, key: str = "") -> Any:
     if isinstance(base, dict) and isinstance(override, dict):
         out = dict(base)
         for k, v in override.items():
-            out[k] = _merge(base[k], v, k) if k in base else copy.deepcopy(v)
+            if v is RESET:
+                out.pop(k, None)
+            else:
+                out[k] = _merge(base[k], v, k) if k in base else copy.deepcopy(v)
         return out
     if isinstance(base, list) and isinstance(override, list) and key not in REPLACED:
         if key == "volumes":
@@ -102,37 +133,50 @@ def test_the_merge_follows_the_compose_rules_it_relies_on() -> None:
         "user": "65534:65534"}
 
 
-def test_the_override_uses_compose_keys_and_adds_exactly_the_second_replicas(
+def test_reset_removes_what_the_base_file_sets() -> None:
+    assert _merge({"ports": ["5001:5001"], "image": "x"}, {"ports": RESET}) == {"image": "x"}
+
+
+def test_the_override_uses_compose_keys_and_adds_exactly_the_ha_replicas(
     override: dict[str, Any], merged: dict[str, Any],
 ) -> None:
     assert not {k for k in override if k not in TOP_LEVEL_KEYS and not k.startswith("x-")}
     assert override["name"] == _load(BASE)["name"], "the same project, so it overrides the stack"
     for name, service in _services(override).items():
         assert not {k for k in service if k not in SERVICE_KEYS and not k.startswith("x-")}, name
-    assert set(_services(merged)) == set(_services(_load(BASE))) | {"prometheus-b", "alertmanager-b"}
-    assert set(_services(override)) == set(MONITORING), \
-        "only the monitoring pairs; other HA services come later"
+    assert set(_services(merged)) == set(_services(_load(BASE))) | HA_ADDED
 
 
-def test_every_monitoring_service_is_complete_non_root_and_unprivileged(merged: dict[str, Any]) -> None:
+def _runs_as_non_root(service: dict[str, Any]) -> bool:
+    user = str(service.get("user", ""))
+    if user:
+        return user.split(":", maxsplit=1)[0] not in ("0", "root")
+    # Our image: the Dockerfile's USER (tests/test_dockerfile.py pins it to a non-root uid).
+    dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    final_user = re.findall(r"^USER\s+(\S+)", dockerfile, re.MULTILINE)[-1]
+    return bool(service.get("image") == TRACKER_IMAGE and final_user.split(":")[0] not in ("0", "root"))
+
+
+def test_every_ha_service_is_complete_non_root_unprivileged_and_wired_to_what_exists(
+    override: dict[str, Any], merged: dict[str, Any],
+) -> None:
     services = _services(merged)
-    for name in MONITORING:
+    for name in _services(override):
         service = services[name]
         assert service["restart"] == "unless-stopped", name
         assert service["logging"] == {"driver": "json-file", "options": {"max-size": "100m", "max-file": "3"}}
         check = service["healthcheck"]
         assert set(check) <= HEALTHCHECK_KEYS, name
-        assert check["test"][:2] == ["CMD", "wget"], name
+        assert check["test"][0] in ("CMD", "CMD-SHELL"), name
         for key in ("interval", "timeout", "start_period"):
             assert DURATION.match(check[key]), (name, key)
         assert MEMORY.match(service["deploy"]["resources"]["limits"]["memory"]), name
-        assert service["user"] == "65534:65534", f"{name} must run as nobody, not root"
+        assert _runs_as_non_root(service), f"{name} must not run as root"
         assert service["cap_drop"] == ["ALL"], name
         assert "no-new-privileges:true" in service["security_opt"], name
-        assert not service.get("ports"), f"{name} must not publish ports"
         for net in service["networks"]:
             assert net in merged["networks"], (name, net)
-        for volume in service["volumes"]:
+        for volume in service.get("volumes", []):
             source = volume.split(":")[0]
             if source.startswith("."):
                 assert (ROOT / source).exists(), (name, source)
@@ -141,6 +185,121 @@ def test_every_monitoring_service_is_complete_non_root_and_unprivileged(merged: 
         for dep, spec in (service.get("depends_on") or {}).items():
             assert dep in services, (name, dep)
             assert spec["condition"] in DEPENDS_CONDITIONS, (name, dep)
+    data = [v.split(":")[0] for s in services.values() for v in s.get("volumes", [])
+            if not v.startswith(".")]
+    assert len(data) == len(set(data)), "no two services share a data volume"
+
+
+def test_only_haproxy_and_grafana_publish_and_haproxy_takes_the_api_port(merged: dict[str, Any]) -> None:
+    services = _services(merged)
+    published = {name for name, s in services.items() if s.get("ports")}
+    assert published == {"haproxy", "grafana"}
+    assert services["haproxy"]["ports"] == _services(_load(BASE))["api"]["ports"], "users keep :5001"
+    assert "egress" in services["haproxy"]["networks"], "a published port needs a network with a gateway"
+
+
+def test_tracker_env_passes_every_knob_as_the_base_file_does_with_ha_values(override: dict[str, Any]) -> None:
+    base_env = _load(BASE)["x-tracker-env"]
+    ha_env = override["x-tracker-env"]
+    passed_through = {k: v for k, v in base_env.items() if k not in HA_KNOBS}
+    assert {k: v for k, v in ha_env.items() if k not in HA_KNOBS} == passed_through, "as docker-compose.yml"
+    assert ha_env["INGEST_MONOTONIC_WRITES"] == "true"
+    service = Settings().redis_sentinel_service
+    assert ha_env["REDIS_SENTINEL_SERVICE"] == f"${{REDIS_SENTINEL_SERVICE:-{service}}}"
+    default = ha_env["REDIS_SENTINELS"].removeprefix("${REDIS_SENTINELS:-").removesuffix("}")
+    assert default == ",".join(f"{s}:{SENTINEL_PORT}" for s in SENTINEL_SERVICES)
+
+
+def test_every_tracker_service_reads_knobs_that_exist_and_finds_redis_through_the_sentinels(
+    override: dict[str, Any], merged: dict[str, Any],
+) -> None:
+    knobs = {f.metadata["env"] for f in dataclasses.fields(Settings)}
+    services = _services(merged)
+    trackers = [n for n, s in services.items() if s.get("image") == TRACKER_IMAGE and not s.get("profiles")]
+    assert set(trackers) == {*INGEST_SERVICES, *API_SERVICES, "exporter"}
+    sentinels = override["x-tracker-env"]["REDIS_SENTINELS"]
+    for name in trackers:
+        env = services[name]["environment"]
+        unknown = set(env) - knobs
+        assert not unknown, f"{name} sets knobs common/config.py does not have: {unknown}"
+        assert env["REDIS_SENTINELS"] == sentinels, name
+        for dep in SENTINEL_SERVICES:
+            assert services[name]["depends_on"][dep]["condition"] == "service_healthy", (name, dep)
+    replicas = [services[n]["environment"]["INGEST_REPLICA"] for n in INGEST_SERVICES]
+    assert replicas == ["a", "b"], "each ingest replica has its own name"
+    for a, b in (INGEST_SERVICES, API_SERVICES):
+        for key in ("image", "command", "healthcheck", "deploy", "read_only", "cap_drop"):
+            assert services[a][key] == services[b][key], (a, b, key)
+
+
+def _command_after(service: dict[str, Any], marker: str) -> list[str]:
+    command: list[str] = service["command"]
+    return command[command.index(marker) + 1:]
+
+
+def test_the_redis_nodes_start_through_sentinel_as_the_loopback_stack_does(
+    override: dict[str, Any], merged: dict[str, Any],
+) -> None:
+    services = _services(merged)
+    for name in REDIS_NODES:
+        node = services[name]
+        assert node["image"].startswith("redis:"), name
+        assert "alpine" not in node["image"], "the Debian-based official image"
+        script, host, port, sentinels, service, _wait, data = node["command"][1:8]
+        assert (script, host, port, data) == ("/etc/redis-ha/start-node.sh", name, "6379", "/data")
+        assert "./deploy/redis:/etc/redis-ha:ro" in node["volumes"]
+        assert sentinels == override["x-tracker-env"]["REDIS_SENTINELS"]
+        assert service == override["x-tracker-env"]["REDIS_SENTINEL_SERVICE"]
+        server = _command_after(node, "--")
+        assert server[0] == "redis-server"
+        args = server[1:]
+        for flag, value in zip(REDIS_DATA_ARGS[::2], REDIS_DATA_ARGS[1::2], strict=True):
+            assert args[args.index(flag) + 1] == value, (name, flag)
+        assert args[args.index("--replica-announce-ip") + 1] == name, "announced by name, as Sentinel is told"
+        assert any(v.endswith(":/data") for v in node["volumes"]), name
+    replica = _command_after(services["redis-b"], "--")
+    at = replica.index("--replicaof")
+    assert replica[at + 1:at + 3] == ["redis", "6379"]
+    assert "--replicaof" not in _command_after(services["redis"], "--")
+
+
+def test_the_sentinels_monitor_the_primary_service_under_the_name_the_components_ask_for(
+    merged: dict[str, Any],
+) -> None:
+    services = _services(merged)
+    template = (ROOT / "deploy" / "redis" / "sentinel.conf").read_text(encoding="utf-8")
+    assert monitored_service(template) == Settings().redis_sentinel_service
+    (monitor,) = re.findall(r"^sentinel monitor \S+ (\S+) (\d+) (\d+)$", template, re.MULTILINE)
+    host, port, quorum = monitor
+    assert (host, port) == ("redis", "6379"), "the primary service, by name"
+    assert len(SENTINEL_SERVICES) // 2 < int(quorum) <= len(SENTINEL_SERVICES), "a majority, not all"
+    assert re.search(rf"^port {SENTINEL_PORT}$", template, re.MULTILINE)
+    assert re.search(r"^sentinel resolve-hostnames yes$", template, re.MULTILINE)
+    for name in SENTINEL_SERVICES:
+        sentinel = services[name]
+        script = sentinel["command"][-1]
+        assert "cp /etc/redis-ha/sentinel.conf /data/sentinel.conf" in script, "a writable copy of its own"
+        assert f"sentinel announce-ip {name}" in script
+        assert script.rstrip().endswith("exec redis-server /data/sentinel.conf --sentinel")
+        assert f"{name}-data:/data" in sentinel["volumes"]
+
+
+def test_haproxy_balances_exactly_the_api_services_with_the_shipped_config(merged: dict[str, Any]) -> None:
+    services = _services(merged)
+    lb = services["haproxy"]
+    assert lb["image"].startswith("haproxy:")
+    (mount,) = [v for v in lb["volumes"] if v.startswith("./deploy/haproxy:")]
+    target = mount.split(":")[1]
+    assert lb["command"][-1] == f"{target}/haproxy.cfg"
+    config = (ROOT / "deploy" / "haproxy" / "haproxy.cfg").read_text(encoding="utf-8")
+    named = re.findall(r'^\s*server \S+ "\$\{(\w+)\}"', config, re.MULTILINE)
+    assert named, "servers come from the environment"
+    env = lb["environment"]
+    assert {env[var] for var in named} == {f"{api}:5001" for api in API_SERVICES}
+    for var in ("HAPROXY_BIND", "HAPROXY_STATS_BIND"):
+        assert f'"${{{var}}}"' in config
+    assert env["HAPROXY_BIND"] == ":" + lb["ports"][0].rsplit(":", 1)[1]
+    assert set(lb["depends_on"]) == set(API_SERVICES)
 
 
 def test_the_b_replicas_are_the_a_replicas_but_for_their_config_and_data(merged: dict[str, Any]) -> None:

@@ -68,7 +68,7 @@ REPLICA_LABEL: Final = "replica"
 #: docker-compose.ha.yml: replica ``a`` is the stack's ``prometheus`` service, ``b`` is ``prometheus-b``;
 #: Alertmanager likewise (``alertmanager``, ``alertmanager-b``, meshed on their cluster port 9094).
 HA_REPLICAS: Final = ("a", "b")
-HA_TARGETS: Final = Targets(exporter="exporter:9108", api="api:5001",
+HA_TARGETS: Final = Targets(exporter="exporter:9108", api=("api:5001", "api-b:5001"),
                             prometheus=("prometheus:9090", "prometheus-b:9090"),
                             alertmanager=("alertmanager:9093", "alertmanager-b:9093"))
 HA_DIR: Final = ROOT / "prometheus" / "ha"
