@@ -17,6 +17,7 @@ from __future__ import annotations
 import html.parser
 import json
 import re
+import textwrap
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -374,6 +375,102 @@ def test_a_page_for_two_coins_is_one_mail_and_says_which_coin_resolved(delivery:
                       timeout=30, what="the mail saying the page is over")
     assert last.message["Subject"] == "[CRITICAL] RESOLVED: No ETH option data for more than 5m"
     assert _sections(parts(last.message)[0]) == {"RESOLVED": ["CoinDataStale"]}
+
+
+# --- Slack, as docs/alerting.md offers it ---------------------------------------------------------------
+
+
+def documented_slack_configs() -> list[dict[str, Any]]:
+    """The ``slack_configs`` block of docs/alerting.md's Slack section."""
+    text = (ROOT / "docs" / "alerting.md").read_text(encoding="utf-8")
+    match = re.search(r"```yaml\n(.*?)```", text.split("### Slack", 1)[1], re.S)
+    assert match, "no slack_configs example in docs/alerting.md"
+    doc = yaml.safe_load(textwrap.dedent(match[1]))
+    configs: list[dict[str, Any]] = doc["slack_configs"]
+    return configs
+
+
+SLACK_RECEIVERS = ("oncall-pager", "team")
+
+
+@pytest.fixture
+def slack(tmp_path: Path) -> Iterator[tuple[WebhookReceiver, AlertmanagerServer]]:
+    """Alertmanager on the loopback variant plus the documented Slack block on the paging receivers.
+
+    The incoming-webhook URL is a secret file, as documented, naming a loopback receiver; each
+    receiver's channel is its own name so a message shows which route sent it.
+    """
+    hook = WebhookReceiver()
+    hook.start()
+    secret = tmp_path / "alertmanager_slack_webhook_url"
+    secret.write_text(hook.url + "\n", encoding="utf-8")
+    path = write_local_alertmanager_config(tmp_path, timing_scale=TIMING_SCALE, always_active=True)
+    config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    for receiver in config["receivers"]:
+        if receiver["name"] in SLACK_RECEIVERS:
+            receiver["slack_configs"] = [{**c, "api_url_file": str(secret), "channel": f"#{receiver['name']}"}
+                                         for c in documented_slack_configs()]
+    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    done = amtool("check-config", str(path))
+    assert done.returncode == 0, done.stdout + done.stderr
+    alertmanager = AlertmanagerServer(tmp_path, path)
+    try:
+        alertmanager.start()
+        yield hook, alertmanager
+    finally:
+        alertmanager.stop()
+        hook.stop()
+
+
+@pytest.mark.slow
+def test_the_documented_slack_receiver_posts_tier_summary_runbook_and_resolved_notice(
+    slack: tuple[WebhookReceiver, AlertmanagerServer],
+) -> None:
+    hook, alertmanager = slack
+    tiers = [t for t in TIERS if t.receiver in SLACK_RECEIVERS]
+    assert {t.severity for t in tiers} == {"critical", "warning"}
+    alerts = {t.severity: alert_for(t) for t in tiers}
+    now = datetime.now(UTC)
+    firing = [{**a, "startsAt": _stamp(now), "endsAt": _stamp(now + timedelta(hours=1))}
+              for a in alerts.values()]
+    _post_alerts(alertmanager, firing)
+
+    def message(tier: Tier, resolved: bool) -> dict[str, Any] | None:
+        """The first Slack attachment of ``tier`` (by its title), firing or resolved."""
+        tag = f"[{tier.severity.upper()}]"
+        for body in hook.notifications:
+            for attachment in body.get("attachments", []):
+                title = attachment.get("title", "")
+                if title.startswith(tag) and ("RESOLVED:" in title) == resolved:
+                    return {**attachment, "channel": body.get("channel")}
+        return None
+
+    wait_until(lambda: all(message(t, False) for t in tiers), timeout=30, what="a Slack message per tier")
+    resolved_at = datetime.now(UTC)
+    _post_alerts(alertmanager, [{**a, "endsAt": _stamp(resolved_at)} for a in firing])
+    wait_until(lambda: all(message(t, True) for t in tiers), timeout=30,
+               what="a resolved Slack message per tier")
+
+    colour = {"critical": "danger", "warning": "warning"}
+    for tier in tiers:
+        annotations = alerts[tier.severity]["annotations"]
+        tag = f"[{tier.severity.upper()}]"
+        for resolved in (False, True):
+            got = message(tier, resolved)
+            assert got is not None
+            where = (tier.alertname, resolved, got)
+            assert got["channel"] == f"#{tier.receiver}", where
+            title = f"{tag} {'RESOLVED: ' if resolved else ''}{annotations['summary']}"
+            assert got["title"] == title, where
+            assert got["fallback"] == title, where
+            assert got["color"] == ("good" if resolved else colour[tier.severity]), where
+            lines = got["text"].splitlines()
+            head = f"*{tag} {tier.alertname}*"
+            assert lines[0] == (f"{head} - resolved {_utc(resolved_at)}" if resolved else head), where
+            assert lines[1:3] == [annotations["summary"], annotations["description"]], where
+            assert lines[3] == (f"Value: {annotations['value']} · since {_utc(now)} · "
+                                f"<{annotations['runbook_url']}|Runbook> · "
+                                f"<{alerts[tier.severity]['generatorURL']}|Query>"), where
 
 
 # --- the loopback mail variant, without servers ---------------------------------------------------------
