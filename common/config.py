@@ -84,6 +84,7 @@ class Settings:
     memory_pressure_ratio: float = _knob("INGEST_MEMORY_PRESSURE_RATIO", 0.7, "Fraction of Redis maxmemory above which the short TTL applies (when maxmemory is set).")
     monotonic_writes: bool = _knob("INGEST_MONOTONIC_WRITES", False, "Write each ticker through a Redis Function that skips it when the stored exchange ts is newer, atomically. Required when two ingest replicas write the same Redis (HA): an older ticker can then never replace a newer one. Costs a Lua call per write (docs/BENCHMARKS.md).")
     ingest_replica: str = _knob("INGEST_REPLICA", keys.DEFAULT_REPLICA, "This ingest's name among the replicas writing one Redis (HA): its heartbeat and counters are kept under it and it is the `replica` label of its metrics. Lower case, digits, - and _, at most 32 characters; give each replica its own. The default suits a single ingest.")
+    ingest_workers: int = _knob("INGEST_WORKERS", 1, "Processes the ingest runs, each streaming its own share of the symbols (a stable hash) into the same Redis; a supervisor restarts a worker that dies. Each reports as replica `<INGEST_REPLICA>-w<N>`. Turn it on when one core is not enough (docs/BENCHMARKS.md, 'More than one core'); at most 8.")
     redis_retry_max: float = _knob("INGEST_REDIS_RETRY_MAX", 5.0, "Longest pause (s) between attempts to reach Redis while it is down.")
 
     # --- exporter ------------------------------------------------------------------
@@ -145,6 +146,16 @@ def parse_sentinels(raw: str) -> tuple[tuple[str, int], ...]:
     return tuple(dict.fromkeys(out))
 
 
+#: Worker processes per ingest: each is a replica in the stats contract (keys.MAX_REPLICAS = 16
+#: are read), and two ingest replicas of eight workers each fill that.
+MAX_INGEST_WORKERS: Final = 8
+
+
+def worker_replica(replica: str, index: int) -> str:
+    """The replica name worker ``index`` of an ingest named ``replica`` reports under."""
+    return f"{replica}-w{index}"
+
+
 def _validate(s: Settings) -> None:
     parse_sentinels(s.redis_sentinels)
     positive = [f.name for f in dataclasses.fields(s) if isinstance(getattr(s, f.name), int | float)
@@ -167,6 +178,12 @@ def _validate(s: Settings) -> None:
     if not keys.is_valid_replica(s.ingest_replica):
         raise ConfigError(f"INGEST_REPLICA must match {keys.REPLICA_NAME_PATTERN} (lower case letters, digits, "
                           f"- and _, at most 32 characters), got {s.ingest_replica!r}")
+    if s.ingest_workers > MAX_INGEST_WORKERS:
+        raise ConfigError(f"INGEST_WORKERS must be at most {MAX_INGEST_WORKERS}, got {s.ingest_workers}")
+    if s.ingest_workers > 1 and not keys.is_valid_replica(worker_replica(s.ingest_replica, s.ingest_workers - 1)):
+        raise ConfigError(f"INGEST_REPLICA {s.ingest_replica!r} is too long for INGEST_WORKERS={s.ingest_workers}: "
+                          f"each worker reports as {worker_replica(s.ingest_replica, s.ingest_workers - 1)!r}, "
+                          "at most 32 characters")
     if s.log_format not in {"json", "text"}:
         raise ConfigError(f"LOG_FORMAT must be json or text, got {s.log_format!r}")
     if s.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:

@@ -70,6 +70,10 @@ def check_urls(settings: Settings) -> None:
 
 def serve(settings: Settings) -> int:
     """Run until SIGTERM/SIGINT (handled inside: clean stop, exit 0)."""
+    if settings.ingest_workers > 1:
+        from ingest.workers import Supervisor
+
+        return Supervisor(settings).run()
     from ingest.app import main as ingest  # after logging is configured
 
     # A Ctrl-C that lands before the signal handlers are installed only interrupts the start-up.

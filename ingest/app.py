@@ -30,6 +30,7 @@ from ingest.pool import Pool
 from ingest.pressure import MemoryPressure
 from ingest.ratelimit import RestRateLimiter
 from ingest.reporter import Reporter
+from ingest.sharding import WorkerShare
 from ingest.sink import TickerSink
 from ingest.stats import Counters
 from ingest.store import RedisUnavailable, Store, make_redis
@@ -48,8 +49,13 @@ def install_signal_handlers(stop: asyncio.Event) -> None:
         loop.add_signal_handler(sig, stop.set)
 
 
-async def main(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
-    """Run until ``stop`` is set (by default: until SIGTERM or SIGINT)."""
+async def main(settings: Settings, *, stop: asyncio.Event | None = None,
+               share: WorkerShare | None = None) -> None:
+    """Run until ``stop`` is set (by default: until SIGTERM or SIGINT).
+
+    ``share``: this process is one of several ingest workers (INGEST_WORKERS, ingest.workers)
+    and streams only the symbols the share owns.
+    """
     if stop is None:
         stop = asyncio.Event()
         install_signal_handlers(stop)
@@ -65,7 +71,7 @@ async def main(settings: Settings, *, stop: asyncio.Event | None = None) -> None
                     flush_interval=settings.flush_interval, retry_max=settings.redis_retry_max,
                     monotonic=settings.monotonic_writes)
     sink = TickerSink(coalescer=coalescer, counters=counters, lag=lag)
-    pool = Pool(settings=settings, sink=sink, counters=counters, stop=stop, grace=CLOSE_GRACE)
+    pool = Pool(settings=settings, sink=sink, counters=counters, stop=stop, grace=CLOSE_GRACE, share=share)
     reporter = Reporter(store=store, writer=writer, counters=counters, lag=lag, pressure=pressure,
                         connection_state=pool.state, interval=settings.stats_interval,
                         heartbeat_ttl=settings.heartbeat_ttl, replica=settings.ingest_replica)
@@ -78,6 +84,7 @@ async def main(settings: Settings, *, stop: asyncio.Event | None = None) -> None
     limiter = RestRateLimiter(initial=settings.rest_backoff_initial, factor=settings.rest_backoff_factor,
                               maximum=settings.rest_backoff_max, ban_pause=settings.rest_ban_pause)
     log.info("starting", extra={"coins": list(settings.coins), "replica": settings.ingest_replica,
+                                "worker": f"{share.index + 1}/{share.count}" if share else "1/1",
                                 "ws_url": settings.ws_url,
                                 "rest_url": settings.rest_url})
     try:

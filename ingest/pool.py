@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from common.config import Settings
 from ingest.connection import Connection
-from ingest.sharding import ShardPlan
+from ingest.sharding import ShardPlan, WorkerShare
 from ingest.sink import TickerSink
 from ingest.stats import ConnectionState, Counters
 
@@ -40,8 +40,10 @@ class Pool:
     """Shards symbols over connections and supervises them."""
 
     def __init__(self, *, settings: Settings, sink: TickerSink, counters: Counters,
-                 stop: asyncio.Event, grace: float = 3.0) -> None:
+                 stop: asyncio.Event, grace: float = 3.0, share: WorkerShare | None = None) -> None:
         self.settings = settings
+        #: With INGEST_WORKERS > 1, this process streams only the symbols its share owns.
+        self.share = share
         self.sink = sink
         self.counters = counters
         self.stop = stop
@@ -59,13 +61,17 @@ class Pool:
         change = Change()
         removed: list[str] = []
         added: list[str] = []
-        for coin, symbols in universe.items():
+        for coin, listed in universe.items():
             current = {s for s, c in self.coin_of.items() if c == coin}
-            if not symbols and current:
+            if not listed and current:
                 # Bybit never delists a whole coin's options at once; an empty answer is far
                 # likelier a glitch than a fact, and acting on it would delete all the coin's data.
                 log.warning("empty instrument list ignored", extra={"coin": coin, "tracked": len(current)})
                 continue
+            # After the empty-list guard, which judges Bybit's whole answer: a worker's share
+            # of a coin with few instruments may be empty in earnest.
+            share = self.share
+            symbols = listed if share is None else {s for s in listed if share.owns(s)}
             gone = sorted(current - symbols)
             new = sorted(symbols - current)
             if gone:
@@ -78,8 +84,8 @@ class Pool:
             self.connections[index].remove(leaving)
         for symbol in removed:
             del self.coin_of[symbol]
-        for coin, listed in change.added.items():
-            for symbol in listed:
+        for coin, joined in change.added.items():
+            for symbol in joined:
                 self.coin_of[symbol] = coin
         for index, joining in self.plan.add(added).items():
             while index >= len(self.connections):

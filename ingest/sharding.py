@@ -11,12 +11,34 @@ connection resubscribes (and none reconnects).
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ingest.frames import TOPIC_PREFIX
 
 _MIN_COST = len(TOPIC_PREFIX) + 1
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerShare:
+    """The symbols one of ``count`` ingest worker processes streams (INGEST_WORKERS).
+
+    A stable hash (CRC-32 of the symbol, not Python's salted ``hash``) so that every worker,
+    whenever it started, agrees on the owner of every symbol without talking to the others:
+    the shares are disjoint and together cover the whole universe, and a listing change moves
+    no existing symbol between workers.
+    """
+
+    index: int
+    count: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.index < self.count:
+            raise ValueError(f"worker {self.index} of {self.count} does not exist")
+
+    def owns(self, symbol: str) -> bool:
+        return zlib.crc32(symbol.encode()) % self.count == self.index
 
 
 def topic_of(symbol: str) -> str:
