@@ -99,6 +99,7 @@ def load_dashboards(directory: Path = GRAFANA_DIR) -> dict[str, dict[str, Any]]:
     for path in sorted(directory.rglob("*.json")):
         doc = json.loads(path.read_text(encoding="utf-8"))
         if isinstance(doc, dict) and "panels" in doc:
+            assert path.name not in out, f"two dashboards named {path.name} under {directory}"
             out[path.name] = doc
     return out
 
