@@ -52,10 +52,26 @@ ROOT = repo_root()
 GRAFANA_DIR = ROOT / "grafana"
 COINS = ("BTC", "ETH")
 
+
+
+def _scrape_seconds() -> int:
+    """The provisioned data source's ``timeInterval`` (Prometheus' scrape interval), in seconds."""
+    (path,) = sorted((GRAFANA_DIR / "provisioning" / "datasources").glob("*.y*ml"))
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    (source,) = [d for d in doc["datasources"] if d["type"] == "prometheus"]
+    value = str(source["jsonData"]["timeInterval"])
+    m = re.fullmatch(r"(\d+)([sm])", value)
+    assert m, f"{path}: timeInterval {value!r}"
+    return int(m[1]) * (60 if m[2] == "m" else 1)
+
+
 #: Grafana's built-in variables and what they stand for here. A dashboard's time range is 1 h
 #: wide; the interval is the step Grafana picks for it on a typical panel; the rate interval is
-#: Grafana's max($__interval + scrape interval, 4 x scrape interval) for a 15 s scrape.
-BUILTIN_SECONDS = {"__rate_interval": 60, "__interval": 15, "__range": 3600}
+#: Grafana's max($__interval + scrape interval, 4 x scrape interval), the scrape interval being
+#: the provisioned data source's timeInterval.
+_INTERVAL = 15
+BUILTIN_SECONDS = {"__rate_interval": max(_INTERVAL + _scrape_seconds(), 4 * _scrape_seconds()),
+                   "__interval": _INTERVAL, "__range": 3600}
 RANGE_SECONDS = BUILTIN_SECONDS["__range"]
 STEP_SECONDS = BUILTIN_SECONDS["__interval"]
 
@@ -161,7 +177,10 @@ def all_panel_queries() -> list[Query]:
 def _builtins() -> dict[str, str]:
     out = {}
     for name, seconds in BUILTIN_SECONDS.items():
-        out[name] = f"{seconds // 60}m" if seconds % 60 == 0 else f"{seconds}s"
+        if seconds % 3600 == 0:
+            out[name] = f"{seconds // 3600}h"
+        else:
+            out[name] = f"{seconds // 60}m" if seconds % 60 == 0 else f"{seconds}s"
         out[name + "_ms"] = str(seconds * 1000)
     out["__range_s"] = str(BUILTIN_SECONDS["__range"])
     return out
