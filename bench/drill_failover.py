@@ -5,7 +5,7 @@ sentinels, two ingest replicas with monotonic writes, the exporter, two APIs beh
 Prometheus, two meshed Alertmanagers), on free loopback ports, supervised by the same
 :class:`~scripts.localstack.Supervisor`, which restarts what dies. The simulator streams its
 2,000 options; API clients poll through HAProxy all along; a sampler reads every option's stored
-exchange ``ts`` from the current primary four times a second. In turn the drill SIGKILLs the
+exchange ``ts`` from the current primary twice a second. In turn the drill SIGKILLs the
 Redis primary, one ingest replica, one API replica, one Alertmanager and one Prometheus; then it
 holds one Alertmanager down and stops the exporter, to see a page delivered exactly once by the
 surviving Alertmanager; then it kills a whole "host": one of every kind at once (the Redis
@@ -38,6 +38,7 @@ import asyncio
 import json
 import logging
 import math
+import os
 import shutil
 import sys
 import tempfile
@@ -68,7 +69,7 @@ log = logging.getLogger("drill.failover")
 
 SERVICE = "tracker"
 WATCHDOG = "Watchdog"
-SAMPLE_SECONDS = 0.25
+SAMPLE_SECONDS = 0.5
 READ_TIMEOUT = 1.0
 #: The production Alertmanager cluster's peer timeout; the drill scales it like the routes' timers.
 PEER_TIMEOUT_SECONDS = 15.0
@@ -144,7 +145,7 @@ class DrillOptions:
     scale: float = 0.1
     instruments_per_coin: int | None = None  # None: the simulator's 2,000
     clients: int = 4
-    client_interval: float = 0.1
+    client_interval: float = 0.25
     #: Seconds each fault is watched after the stack is redundant again (pages would come by then).
     tail: float = 20.0
     down_after_ms: int | None = None  # None: deploy/redis/sentinel.conf's
@@ -168,6 +169,7 @@ class Drill:
         self.sampler_errors: dict[str, int] = {}
         self.client_errors: dict[str, int] = {}
         self.supervisor: Supervisor | None = None
+        self.load: list[float] = []
         self._last_ts: dict[str, int] = {}
         self._newest: dict[str, float] = {}
 
@@ -258,7 +260,7 @@ class Drill:
 
     # --- observers --------------------------------------------------------------------------
     async def sample(self, stop: asyncio.Event) -> None:
-        """Every option's stored ts, four times a second, from the primary Sentinel names."""
+        """Every option's stored ts, twice a second, from the primary Sentinel names."""
         target = SentinelTarget(addresses=tuple((LOOPBACK, p) for p in self.ports.sentinels()),
                                 service=SERVICE)
         pool = connection_pool(f"redis://{LOOPBACK}:1/0", target, blocking=False,
@@ -489,12 +491,14 @@ async def run_drill(options: DrillOptions, workdir: Path) -> tuple[list[Outcome]
             supervising = tg.create_task(sup.run())
             try:
                 await _start(drill)
+                drill.load.append(os.getloadavg()[0])
                 observers = [tg.create_task(drill.sample(stop))]
                 observers += [tg.create_task(drill.client(stop, i)) for i in range(options.clients)]
                 await asyncio.sleep(2.0)
                 for fault in FAULTS:
                     outcomes.append(await run_fault(drill, fault))
             finally:
+                drill.load.append(os.getloadavg()[0])
                 stop.set()
                 sup.stop()
             await supervising
@@ -530,7 +534,11 @@ def render(outcomes: list[Outcome], drill: Drill) -> str:
     listed = sum(len(s) for s in drill.symbols.values())
     api_total = sum(x.window.requests for x in outcomes if x.window)
     api_failed = sum(x.window.failed for x in outcomes if x.window)
+    load = ", ".join(f"{x:.1f}" for x in drill.load)
     lines = [
+        f"Load average (1 min) of the machine at start and end: {load} on {os.cpu_count()} cores "
+        "(the drill's own 17 processes and whatever else ran); staleness reads against the baseline row.",
+        "",
         f"HA stack of `scripts/run --ha` on loopback, {listed:,} simulated options, {o.clients} API clients "
         f"polling through HAProxy every {o.client_interval:g} s. Sentinel, ingest, API and HAProxy at their "
         f"production settings; alert `for:` and Alertmanager timers x{o.scale:g}. Each fault is watched "
@@ -586,7 +594,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     options = DrillOptions(scale=args.scale)
     if args.quick:
-        options = DrillOptions(scale=args.scale, instruments_per_coin=20, clients=2, client_interval=0.2,
+        options = DrillOptions(scale=args.scale, instruments_per_coin=20, clients=2,
                                tail=12.0, down_after_ms=1000)
     workdir = Path(tempfile.mkdtemp(prefix="drill-failover-"))
     try:
