@@ -57,10 +57,11 @@ CATALOGUE: Final[dict[str, tuple[AlertTemplate, ...]]] = {
             value="percent"),
         AlertTemplate(
             name="WebSocketReconnectFailing", severity="critical", condition="ws_reconnects",
-            expr="max by (job) (bybit_ws_consecutive_failures) > [[threshold]]",
+            expr="max by (job, replica) (bybit_ws_consecutive_failures) > [[threshold]]",
             summary="WebSocket cannot reconnect: more than [[threshold]] attempts failed in a row",
             description=(
-                "A connection to the exchange's option stream has failed {{ $value }} consecutive attempts "
+                "A connection of ingest replica {{ $labels.replica }} to the exchange's option stream has "
+                "failed {{ $value }} consecutive attempts "
                 "(critical above [[threshold]]); its share of the option symbols gets no updates."),
             value="number"),
         AlertTemplate(
@@ -79,13 +80,15 @@ CATALOGUE: Final[dict[str, tuple[AlertTemplate, ...]]] = {
                 "{{ $value | humanizePercentage }} of API requests over the last 5 minutes were answered "
                 "5xx (critical at [[threshold|percent]] or more): the API is up but unusable."),
             value="percent"),
+        # bybit_ingest_replicas_up, not max(bybit_ingest_up): it is 0 (not absent) when no replica is
+        # listed at all, e.g. a Redis that restarted empty while every ingest is down.
         AlertTemplate(
             name="IngestDown", severity="critical", condition="ingest",
-            expr="max by (job) (bybit_ingest_up) == 0",
-            summary="The ingest's heartbeat is lost",
+            expr="max by (job) (bybit_ingest_replicas_up) == 0",
+            summary="No ingest replica is writing: every heartbeat is lost",
             description=(
-                "No fresh ingest heartbeat in Redis for [[for|duration]]: the ingest process is dead or "
-                "stuck, and nothing writes option data."),
+                "No ingest replica has had a fresh heartbeat in Redis for [[for|duration]]: every ingest "
+                "process is dead or stuck, and nothing writes option data."),
             value="state"),
         AlertTemplate(
             name="ExporterDown", severity="critical", condition="exporter",
@@ -120,10 +123,11 @@ CATALOGUE: Final[dict[str, tuple[AlertTemplate, ...]]] = {
         # connection that stays down while others carry the same coin hides behind their data.
         AlertTemplate(
             name="WebSocketConnectionDown", severity="warning", condition="ws_reconnects",
-            expr="max by (job) (bybit_ws_connections_desired - bybit_ws_connected) > [[threshold]]",
+            expr="max by (job, replica) (bybit_ws_connections_desired - bybit_ws_connected) > [[threshold]]",
             summary="A WebSocket connection of the shard plan has been down for [[for|duration]]",
             description=(
-                "{{ $value }} of the ingest's WebSocket connections have not been up and subscribed for "
+                "{{ $value }} of ingest replica {{ $labels.replica }}'s WebSocket connections have not been "
+                "up and subscribed for "
                 "[[for|duration]]: the option symbols of their shards get no updates, although each coin "
                 "can still look fresh through its other connections."),
             value="number"),
@@ -153,12 +157,28 @@ CATALOGUE: Final[dict[str, tuple[AlertTemplate, ...]]] = {
             value="percent"),
         AlertTemplate(
             name="IngestMemoryHigh", severity="warning", condition="ingest",
-            expr="max by (job) (bybit_ingest_resident_memory_bytes) > [[threshold]]",
+            expr="max by (job, replica) (bybit_ingest_resident_memory_bytes) > [[threshold]]",
             summary="Ingest memory above [[threshold|bytes]]",
             description=(
-                "The ingest process holds {{ $value | humanize1024 }}B resident (warning above "
-                "[[threshold|bytes]]; the target is 100MiB): a leak or a backlog waiting for Redis."),
+                "Ingest replica {{ $labels.replica }} holds {{ $value | humanize1024 }}B resident "
+                "(warning above [[threshold|bytes]]; the target is 100MiB): a leak or a backlog waiting "
+                "for Redis."),
             value="bytes"),
+        # HA: one of several ingest replicas stopped while another still writes. The data stays fresh
+        # (no critical), but the next failure stops it. A replica is listed for a day after its last
+        # heartbeat (common/keys.py); when none is left writing, IngestDown (critical) takes over.
+        AlertTemplate(
+            name="IngestReplicaDown", severity="warning", condition="ingest",
+            expr=(
+                "max by (job, replica) (bybit_ingest_up) == 0\n"
+                "and on (job)\n"
+                "max by (job) (bybit_ingest_replicas_up) > 0"),
+            summary="Ingest replica {{ $labels.replica }} is down; another replica still writes",
+            description=(
+                "Ingest replica {{ $labels.replica }} has had no fresh heartbeat for [[for|duration]] while "
+                "another replica still writes: the data stays fresh, but the ingest is no longer "
+                "redundant and one more failure stops it."),
+            value="state"),
         AlertTemplate(
             name="RestRateLimited", severity="warning", condition="rest",
             expr="job:bybit_rest_rate_limited:increase10m > [[threshold]]",

@@ -1,7 +1,8 @@
 """Recording rules that alerts and dashboards reuse, named ``level:metric:operations``.
 
 Each rule aggregates to the ``job`` label (one exporter, one API today; several later
-without a rename), except the health score, which sums up the whole stack. A NaN sample
+without a rename), over the ingest replicas too (label ``replica``: summed for totals, max'd
+for "any replica"), except the health score, which sums up the whole stack. A NaN sample
 would poison every ``avg_over_time`` over it for the length of the window, and reads as a
 value: ratios record 0 on a quiet stack (no errors among no requests); the API latency
 quantiles without requests, and the health score before Prometheus has scraped the stack,
@@ -58,7 +59,7 @@ def health_score(thresholds: ThresholdSet) -> str:
     fresh = promql_number(thresholds.slo.data_freshness_seconds)
     memory = promql_number(thresholds.alert("RedisMemoryHigh").number("threshold"))
     checks = (
-        "max(bybit_ingest_up)",
+        "max(bybit_ingest_replicas_up) > bool 0",
         "max(bybit_redis_up)",
         f"max(bybit_data_staleness_seconds) < bool {fresh}",
         f"max(job:bybit_redis_memory:ratio) < bool {memory}",
@@ -80,9 +81,14 @@ def recording_group(thresholds: ThresholdSet) -> RuleGroup:
                       "sum by (job) (rate(bybit_ws_reconnects_total[15m]))"),
         RecordingRule("job:bybit_ws_reconnects:rate6h",
                       "sum by (job) (rate(bybit_ws_reconnects_total[6h]))"),
-        # Message flow per coin and in all.
+        # Ingest replicas: 1 while any replica is live, 0 when none is (the uptime SLO's input).
+        RecordingRule("job:bybit_ingest_up:max", "max by (job) (bybit_ingest_replicas_up > bool 0)"),
+        # Message flow per coin, per ingest replica and in all (summed over replicas: two replicas
+        # streaming the same symbols count each frame once each).
         RecordingRule("job_coin:bybit_ws_messages:rate5m",
                       "sum by (job, coin) (rate(bybit_ws_messages_total[5m]))"),
+        RecordingRule("job_replica:bybit_ws_messages:rate5m",
+                      "sum by (job, replica) (rate(bybit_ws_messages_total[5m]))"),
         RecordingRule("job:bybit_ws_messages:rate5m",
                       "sum by (job) (job_coin:bybit_ws_messages:rate5m)"),
         # Ingest errors (the predictor compares the last hour with the six before).

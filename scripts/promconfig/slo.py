@@ -64,7 +64,7 @@ OBJECTIVE_WORDS: Final = {
 SLOS: Final[tuple[Slo, ...]] = (
     Slo("api_availability", "ApiAvailability", "api_availability", "API availability", api_error_ratio),
     Slo("ingest_uptime", "IngestUptime", "ingest", "Ingest uptime",
-        lambda w: f"1 - avg by (job) (avg_over_time(bybit_ingest_up[{w}]))"),
+        lambda w: f"1 - avg by (job) (avg_over_time(job:bybit_ingest_up:max[{w}]))"),
     Slo("data_freshness", "DataFreshness", "data_flow", "Data freshness",
         lambda w: f"1 - avg_over_time({FRESH_RATIO}[{w}])"),
     Slo("ws_reconnects", "WebSocketReconnects", "ws_reconnects", "WebSocket reconnect budget", None),
