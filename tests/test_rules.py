@@ -165,8 +165,8 @@ def test_descriptions_carry_the_current_value_where_there_is_one() -> None:
     for rule in rules_of("alert"):
         if rule["alert"] not in states:
             assert "$value" in rule["annotations"]["description"], rule["alert"]
-    assert states == {"RedisDown", "ApiDown", "IngestDown", "IngestReplicaDown", "ExporterDown", "AlertmanagerDown",
-                      "Watchdog"}
+    assert states == {"RedisDown", "ApiDown", "IngestDown", "IngestReplicaDown", "ExporterDown",
+                      "AlertmanagerDown", "Watchdog"}
 
 
 def test_the_three_tiers_and_the_predictor_are_all_present() -> None:
