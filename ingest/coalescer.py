@@ -10,26 +10,49 @@ never by the length of an outage.
 The entries of every symbol stay after they are written: after a Redis restart (an
 empty Redis), :meth:`mark_all_dirty` lets the next flush write the whole state again.
 
-An entry holds the ticker already rendered as its Redis command (one ~1 kB bytes object,
-see :mod:`ingest.resp`) rather than the decoded dict of 25 strings: a third of the memory,
-nothing for the allocator to fragment under a fast stream, and a flush that only joins
-bytes. Bybit pushes a symbol at most every 100 ms, about the flush interval, so rendering
-on arrival costs the same as rendering on flush for a real feed.
+An entry arrives as the validated ticker dict and is rendered as its Redis command (one
+~1 kB bytes object, see :mod:`ingest.resp`) only when a flush first asks for it: a frame
+replaced before the next flush is never rendered (under a burst most are), and once written
+the entry keeps the bytes instead of the dict of 25 strings (a third of the memory, nothing
+for the allocator to fragment).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import NamedTuple
+from collections.abc import Iterable, Mapping
+
+from common.keys import OPTION_PREFIX
+from ingest.resp import hset_ticker
 
 
-class Entry(NamedTuple):
-    """A symbol's newest ticker, as its HSET command, and when it was made and received."""
+class Entry:
+    """A symbol's newest ticker and when it was made and received; :attr:`command` is its HSET."""
 
-    coin: str
-    ts: int  # exchange ms
-    recv_ms: int  # arrival ms
-    command: bytes  # HSET option:{SYMBOL} ... as RESP
+    __slots__ = ("_command", "_data", "_symbol", "coin", "recv_ms", "ts")
+
+    # Positional on purpose: one is made per frame, and keyword arguments cost more.
+    def __init__(self, coin: str, ts: int, recv_ms: int, command: bytes | None,  # noqa: PLR0917
+                 data: Mapping[str, str] | None = None, symbol: str = "") -> None:
+        self.coin = coin
+        self.ts = ts  # exchange ms
+        self.recv_ms = recv_ms  # arrival ms
+        self._command = command
+        self._data = data
+        self._symbol = symbol
+
+    @property
+    def command(self) -> bytes:
+        """``HSET option:{SYMBOL} ...`` as RESP, rendered on first use (then the dict is dropped)."""
+        command = self._command
+        if command is None:
+            assert self._data is not None
+            command = self._command = hset_ticker(OPTION_PREFIX + self._symbol, self._data, self.ts,
+                                                  self.recv_ms)
+            self._data = None
+        return command
+
+    def __repr__(self) -> str:
+        return f"Entry(coin={self.coin!r}, ts={self.ts}, recv_ms={self.recv_ms})"
 
 
 class Coalescer:
@@ -54,11 +77,25 @@ class Coalescer:
         return current is not None and ts < current.ts
 
     def put(self, symbol: str, coin: str, ts: int, recv_ms: int, command: bytes) -> bool:
-        """Keep this ticker unless a newer one (by exchange ``ts``) is already held."""
-        if self.is_stale(symbol, ts):
+        """Keep this rendered ticker unless a newer one (by exchange ``ts``) is already held."""
+        current = self.latest.get(symbol)
+        if current is not None and ts < current.ts:
             self.stale_dropped += 1
             return False
         self.latest[symbol] = Entry(coin, ts, recv_ms, command)
+        self._dirty[symbol] = None
+        return True
+
+    def put_ticker(self, symbol: str, coin: str, ts: int, recv_ms: int, data: Mapping[str, str]) -> bool:
+        """Keep this validated ticker (rendered at its flush) unless a newer one is already held.
+
+        The per-frame path: one dict lookup, one small object, two dict stores.
+        """
+        current = self.latest.get(symbol)
+        if current is not None and ts < current.ts:
+            self.stale_dropped += 1
+            return False
+        self.latest[symbol] = Entry(coin, ts, recv_ms, None, data, symbol)
         self._dirty[symbol] = None
         return True
 

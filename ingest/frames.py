@@ -27,7 +27,7 @@ import math
 import re
 from collections.abc import Container
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import orjson
 
@@ -55,20 +55,30 @@ MAX_TS_LEAD_MS: Final = 300_000
 #: then the value must also be finite ("1e999" is not). Length is bounded by the pattern.
 _DECIMAL_RE: Final = r"-?[0-9]{1,30}(?:\.[0-9]{1,30})?(?:[eE][-+]?[0-9]{1,4})?"
 _DECIMAL: Final = re.compile(_DECIMAL_RE)
-#: Every numeric value of a frame, joined by NUL, each a decimal or empty: one regex
-#: call per frame instead of one per field (the common case; failures take the slow path).
-#: Possessive quantifiers (Python 3.11) never backtrack; each part of a decimal starts with
-#: a different character, so they accept exactly what :data:`_DECIMAL` accepts, ~35 % faster.
+#: Every numeric value of a frame, joined by NUL, each a decimal or empty: exactly what
+#: :data:`_DECIMAL` accepts per value (possessive quantifiers never backtrack; each part of a
+#: decimal starts with a different character). The reference for :data:`_FAST_JOINED`.
 _DECIMAL_POSSESSIVE: Final = r"-?[0-9]{1,30}+(?:\.[0-9]{1,30}+)?+(?:[eE][-+]?[0-9]{1,4}+)?+"
 _DECIMALS_JOINED: Final = re.compile(rf"(?:{_DECIMAL_POSSESSIVE})?+(?:\x00(?:{_DECIMAL_POSSESSIVE})?+)*+")
+#: The hot path's form of the same check: one regex call per frame instead of one per field,
+#: plain decimals only (no exponent), unbounded repeats (~3x faster than the counted ``{1,30}``);
+#: the bound is kept by :data:`_FAST_MAX_LEN` instead (a value of at most 30 characters has at most
+#: 30 digits on either side of its point). So it accepts a subset of :data:`_DECIMALS_JOINED`:
+#: everything Bybit sends; anything else takes the field-by-field path, which decides exactly.
+_PLAIN_DECIMAL: Final = r"-?[0-9]++(?:\.[0-9]++)?+"
+_FAST_JOINED: Final = re.compile(rf"(?:{_PLAIN_DECIMAL})?+(?:\x00(?:{_PLAIN_DECIMAL})?+)*+")
+_FAST_MAX_LEN: Final = 30
 _KNOWN_FIELDS: Final[frozenset[str]] = frozenset(TICKER_FIELDS)
 _TOPIC_IN_TEXT: Final = re.compile(r"tickers\.[A-Za-z0-9.\-]{1,60}")
 _DETAIL_MAX: Final = 80
 
 
-@dataclass(frozen=True, slots=True)
-class Ticker:
-    """A validated ticker: ``data`` holds only known fields, every value a string."""
+class Ticker(NamedTuple):
+    """A validated ticker: ``data`` holds only known fields, every value a string.
+
+    A named tuple rather than a frozen dataclass: one is made per frame, and a frozen
+    dataclass' ``__init__`` (``object.__setattr__`` per field) cost ~3 % of the ingest's CPU.
+    """
 
     symbol: str
     ts: int  # exchange time, ms
@@ -178,12 +188,13 @@ def _ticker(doc: dict[str, Any], topic: str, owned: Container[str], now_ms: int)
     if not now_ms - MAX_TS_AGE_MS <= ts <= now_ms + MAX_TS_LEAD_MS:
         return Rejected(errors.BAD_TIMESTAMP, f"ts {ts} too far from now {now_ms}", symbol)
     if _KNOWN_FIELDS.issuperset(data):
+        values = [v for k, v in data.items() if k != "symbol"]
         try:
-            joined = "\x00".join([v for k, v in data.items() if k != "symbol"])
+            joined = "\x00".join(values)
         except TypeError:  # a value is not a string: the slow path names it
             joined = None
-        if (joined is not None and _DECIMALS_JOINED.fullmatch(joined) is not None
-                and "e" not in joined and "E" not in joined):
+        if (joined is not None and _FAST_JOINED.fullmatch(joined) is not None
+                and max(map(len, values), default=0) <= _FAST_MAX_LEN):
             if not data.get("markPrice") or not data.get("lastPrice"):
                 return Rejected(errors.MISSING_FIELD, "no markPrice or lastPrice", symbol)
             return Ticker(symbol, ts, data)

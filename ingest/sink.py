@@ -1,7 +1,9 @@
-"""Where every accepted ticker goes: counted, its lag observed, rendered, coalesced (pure).
+"""Where every accepted ticker goes: counted, its lag observed, coalesced (pure).
 
 Called once per valid frame from the connections' read loops, so it does the least
-possible: three counter bumps, one histogram observation, one RESP rendering, one dict store.
+possible: three counter bumps, one histogram observation, one dict store. Rendering the
+Redis command waits for the flush (:class:`~ingest.coalescer.Entry`), so a frame that a
+newer one replaces before then costs nothing more.
 
 A ticker that lacks some of Bybit's fields is written with those fields empty (the decoder's
 "empty string stands for an absent value"): ``HSET`` only overwrites the fields it names, so
@@ -12,11 +14,9 @@ from __future__ import annotations
 
 from typing import Final
 
-from common.keys import OPTION_PREFIX
 from ingest.coalescer import Coalescer
 from ingest.frames import TICKER_FIELDS, Ticker
 from ingest.lag import LagHistogram
-from ingest.resp import hset_ticker
 from ingest.stats import Counters
 
 _BLANK: Final[dict[str, str]] = dict.fromkeys(TICKER_FIELDS, "")
@@ -36,12 +36,7 @@ class TickerSink:
         counters.messages += 1
         counters.messages_by_coin[coin] += 1
         self.lag.observe((recv_ms - ticker.ts) / 1000.0)
-        symbol, ts = ticker.symbol, ticker.ts
-        if self.coalescer.is_stale(symbol, ts):
-            self.coalescer.stale_dropped += 1
-            return
         data = ticker.data  # only known fields (the decoder drops the rest): complete when all there
         if len(data) != _COMPLETE:
             data = {**_BLANK, **data}
-        command = hset_ticker(OPTION_PREFIX + symbol, data, ts, recv_ms)
-        self.coalescer.put(symbol, coin, ts, recv_ms, command)
+        self.coalescer.put_ticker(ticker.symbol, coin, ticker.ts, recv_ms, data)
