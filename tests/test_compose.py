@@ -361,3 +361,26 @@ def test_prometheus_and_alertmanager_read_the_mounted_config_files(compose: dict
     assert (ROOT / "prometheus" / "prometheus.yml").is_file()
     am_cfg = next(a for a in services["alertmanager"]["command"] if a.startswith("--config.file="))
     assert (ROOT / "alertmanager" / Path(am_cfg.split("=", 1)[1]).name).is_file()
+
+
+@pytest.mark.parametrize("path", ["docker-compose.yml", "docker-compose.ha.yml"])
+def test_alert_links_point_where_readers_are_not_at_a_container_name(path: str) -> None:
+    """Without --web.external-url the mails' Query and Alertmanager links name the container id."""
+    from tests.test_compose_ha import _load  # compose's YAML, with its !reset tag
+
+    services = _services(_load(ROOT / path))
+    engines = {"prometheus": "PROMETHEUS_EXTERNAL_URL", "alertmanager": "ALERTMANAGER_EXTERNAL_URL"}
+    checked = 0
+    for name, service in services.items():
+        engine = next((e for e in engines if name == e or name.startswith(f"{e}-")), None)
+        if engine is None or "command" not in service:
+            continue
+        command = service["command"]
+        url = next((a for a in command if a.startswith("--web.external-url=")), None)
+        assert url is not None, (name, command)
+        assert f"${{{engines[engine]}:-http://localhost:" in url, (name, url)
+        assert "--web.route-prefix=/" in command, f"{name}: health checks and scrapes stay at /"
+        checked += 1
+    assert checked >= 2
+    documented = (ROOT / ".env.example").read_text(encoding="utf-8")
+    assert all(f"# {env}=http://localhost:" in documented for env in engines.values())
