@@ -294,6 +294,11 @@ LAG_P = "histogram_quantile({q}, sum by (le) (rate(bybit_message_lag_seconds_buc
 UP_MAPPINGS: Final = (("0", "DOWN", "red"), ("1", "UP", "green"))
 
 HEALTH_SCORE: Final = ":bybit_health:score"
+#: Ingest replicas (label ``replica``): 1 while any is live (0, not nothing, when none is listed).
+INGEST_ANY_UP: Final = "clamp_max(max(bybit_ingest_replicas_up), 1)"
+INGEST_CPU: Final = "sum by (replica) (rate(bybit_ingest_cpu_seconds_total[$__rate_interval]))"
+INGEST_RSS: Final = "max by (replica) (bybit_ingest_resident_memory_bytes)"
+HEARTBEAT_AGE_BY_REPLICA: Final = "max by (replica) (bybit_ingest_heartbeat_age_seconds)"
 #: Ingest resident memory: the seed's 100 MB target (info) and the alert's level (warning).
 INGEST_MEMORY: Final = Thresholds(info=tiers.PROCESS_MEMORY_TARGET_BYTES,
                                   warning=tiers.INGEST_MEMORY_BYTES.warning)
@@ -363,9 +368,9 @@ OVERVIEW: Final = Dashboard(
     rows=(
         Row("Alerts by tier", _alerts_by_tier_panels()),
         Row("Real-time", (
-            Panel("Ingest", (q("max(bybit_ingest_up)", "ingest"),), kind="stat", width=3,
+            Panel("Ingest", (q(INGEST_ANY_UP, "ingest"),), kind="stat", width=3,
                   mappings=UP_MAPPINGS, thresholds=Thresholds(), decimals=0,
-                  description="1 while the ingest's heartbeat is fresh."),
+                  description="UP while at least one ingest replica's heartbeat is fresh."),
             Panel("WebSocket connections", (q("sum(bybit_ws_connected)", "connected"),
                                             q("sum(bybit_ws_connections_desired)", "desired")),
                   kind="stat", width=3, decimals=0,
@@ -380,13 +385,13 @@ OVERVIEW: Final = Dashboard(
             _reconnects_panel(),
             _errors_panel(),
             _staleness_panel(),
-            Panel("Ingest CPU", (q("rate(bybit_ingest_cpu_seconds_total[$__rate_interval])", "ingest"),),
+            Panel("Ingest CPU", (q(INGEST_CPU, "{{replica}}"),),
                   unit=RATIO, width=8, minimum=0,
                   thresholds=Thresholds(warning=tiers.PROCESS_CPU_TARGET_RATIO),
-                  description="CPU seconds per second of the ingest process. Target < 20 % of a core."),
-            Panel("Ingest memory", (q("bybit_ingest_resident_memory_bytes", "RSS"),), unit=BYTES, width=8,
+                  description="CPU seconds per second of each ingest replica. Target < 20 % of a core."),
+            Panel("Ingest memory", (q(INGEST_RSS, "{{replica}}"),), unit=BYTES, width=8,
                   minimum=0, thresholds=INGEST_MEMORY,
-                  description="Resident memory of the ingest process. Target < 100 MB."),
+                  description="Resident memory of each ingest replica. Target < 100 MB."),
             Panel("Targets up", (q("up", "{{job}}"),), kind="stat", width=8, decimals=0,
                   mappings=UP_MAPPINGS, thresholds=Thresholds(),
                   description="Prometheus' scrape of each job: exporter, api, prometheus, alertmanager."),
@@ -421,6 +426,21 @@ INGEST: Final = Dashboard(
     description="The ingest worker: connections, subscriptions, message flow and lag, errors, writes.",
     filename="ingest.json",
     rows=(
+        # HA: each ingest replica (label replica, INGEST_REPLICA) heartbeats on its own; one down
+        # while another writes is IngestReplicaDown (warning), none writing is IngestDown.
+        Row("Replicas", (
+            Panel("Replicas up", (q("max(bybit_ingest_replicas_up)", "up"),), kind="stat", width=4,
+                  decimals=0, thresholds=Floor(warning=1, target=1), description=(
+                      "Ingest replicas with a fresh heartbeat. 0: nothing writes (IngestDown); fewer "
+                      "than deployed: a replica is down (IngestReplicaDown).")),
+            Panel("Heartbeat age by replica", (q(HEARTBEAT_AGE_BY_REPLICA, "{{replica}}"),), unit=SECONDS,
+                  width=10, minimum=0, thresholds=HEARTBEAT_AGE, description=(
+                      "Seconds since each replica's last heartbeat; a replica that stopped is shown (its "
+                      "age growing) for a day after it did.")),
+            Panel("Messages / s by replica", (q(per_second("bybit_ws_messages_total", "replica"),
+                                                "{{replica}}"),), unit=PER_SECOND, width=10, minimum=0,
+                  description="Ticker frames each replica accepted per second (each streams every symbol)."),
+        )),
         Row("Connections", (
             Panel("Connected vs desired", (q("sum(bybit_ws_connected)", "connected"),
                                            q("sum(bybit_ws_connections_desired)", "desired")),
@@ -463,14 +483,14 @@ INGEST: Final = Dashboard(
                   unit=PER_SECOND, width=12, minimum=0),
         )),
         Row("Process", (
-            Panel("CPU", (q("rate(bybit_ingest_cpu_seconds_total[$__rate_interval])", "ingest"),), unit=RATIO,
+            Panel("CPU", (q(INGEST_CPU, "{{replica}}"),), unit=RATIO,
                   width=8, minimum=0, thresholds=Thresholds(warning=tiers.PROCESS_CPU_TARGET_RATIO)),
-            Panel("Resident memory", (q("bybit_ingest_resident_memory_bytes", "RSS"),), unit=BYTES, width=8,
+            Panel("Resident memory", (q(INGEST_RSS, "{{replica}}"),), unit=BYTES, width=8,
                   minimum=0, thresholds=INGEST_MEMORY),
-            Panel("Heartbeat age", (q("bybit_ingest_heartbeat_age_seconds", "age"),), unit=SECONDS, width=4,
+            Panel("Heartbeat age", (q(HEARTBEAT_AGE_BY_REPLICA, "{{replica}}"),), unit=SECONDS, width=4,
                   kind="stat", thresholds=HEARTBEAT_AGE),
-            Panel("Pending symbols", (q("bybit_ingest_pending_symbols", "pending"),), width=4, kind="stat",
-                  decimals=0,
+            Panel("Pending symbols", (q("sum(bybit_ingest_pending_symbols)", "pending"),), width=4,
+                  kind="stat", decimals=0,
                   description="Symbols held in memory waiting for Redis (grows while Redis is down)."),
         )),
     ),
@@ -580,10 +600,11 @@ SLO: Final = Dashboard(
                   kind="stat", unit=RATIO, width=6, decimals=3,
                   thresholds=Floor(warning=tiers.UPTIME_TARGET, target=tiers.API_AVAILABILITY_TARGET),
                   description="Share of requests not answered 5xx. Target 99.9 %."),
-            Panel("Ingest uptime", (q("avg_over_time(bybit_ingest_up[30d])", "uptime"),), kind="stat",
-                  unit=RATIO, width=6, decimals=3,
+            Panel("Ingest uptime", (q("max(avg_over_time(job:bybit_ingest_up:max[30d]))", "uptime"),),
+                  kind="stat", unit=RATIO, width=6, decimals=3,
                   thresholds=Floor(warning=0.99, target=tiers.UPTIME_TARGET),
-                  description="Share of scrapes with a fresh ingest heartbeat. Target 99.5 %."),
+                  description="Share of time with a fresh heartbeat of at least one ingest replica. "
+                              "Target 99.5 %."),
             Panel("Data fresh", (q("avg_over_time(job:bybit_data_fresh:ratio[30d])", "fresh"),), kind="stat",
                   unit=RATIO, width=6, decimals=3,
                   thresholds=Floor(warning=0.95, target=tiers.FRESHNESS_OBJECTIVE),
@@ -605,9 +626,10 @@ SLO: Final = Dashboard(
                                         warning=tiers.API_LATENCY_P95_SECONDS.warning)),
             Panel("Reconnects per hour vs target", (q(RECONNECTS_PER_HOUR, "reconnects / h"),), width=12,
                   minimum=0, thresholds=tiers.RECONNECTS_PER_HOUR),
-            Panel("Ingest memory vs target", (q("bybit_ingest_resident_memory_bytes", "RSS"),), width=6,
+            Panel("Ingest memory vs target", (q(INGEST_RSS, "{{replica}}"),), width=6,
                   unit=BYTES, minimum=0, thresholds=INGEST_MEMORY),
-            Panel("Ingest CPU vs target", (q("rate(bybit_ingest_cpu_seconds_total[5m])", "CPU"),), width=6,
+            Panel("Ingest CPU vs target", (q("sum by (replica) (rate(bybit_ingest_cpu_seconds_total[5m]))",
+                                             "{{replica}}"),), width=6,
                   unit=RATIO, minimum=0, thresholds=Thresholds(warning=tiers.PROCESS_CPU_TARGET_RATIO)),
         )),
     ),
