@@ -8,6 +8,7 @@ from scripts.dashboards import shared
 from scripts.dashboards.parts import (
     Unit,
     dashboard,
+    floor,
     graph,
     levels,
     per_second,
@@ -22,6 +23,21 @@ def build() -> dm.Dashboard:
     return dashboard(
         "bybit-ingest", "Bybit Options Tracker / Ingest",
         "The ingest worker: connections, subscriptions, message flow and lag, errors, writes.",
+        # HA: each ingest replica (label replica, INGEST_REPLICA) heartbeats on its own; one down
+        # while another writes is IngestReplicaDown (warning), none writing is IngestDown.
+        row("Replicas",
+            single("Replicas up", q("max(bybit_ingest_replicas_up)", "up")).span(4).decimals(0)
+            .thresholds(floor(warning=1, target=1))
+            .description("Ingest replicas with a fresh heartbeat. 0: nothing writes (IngestDown); fewer "
+                         "than deployed: a replica is down (IngestReplicaDown)."),
+            graph("Heartbeat age by replica", q(shared.HEARTBEAT_AGE_BY_REPLICA, "{{replica}}"),
+                  alert=levels(shared.HEARTBEAT_AGE)).unit(Unit.SECONDS).span(10).min(0)
+            .description("Seconds since each replica's last heartbeat; a replica that stopped is shown (its "
+                         "age growing) for a day after it did."),
+            graph("Messages / s by replica",
+                  q(per_second("bybit_ws_messages_total", "replica"), "{{replica}}"))
+            .unit(Unit.PER_SECOND).span(10).min(0)
+            .description("Ticker frames each replica accepted per second (each streams every symbol).")),
         row("Connections",
             graph("Connected vs desired", q("sum(bybit_ws_connected)", "connected"),
                   q("sum(bybit_ws_connections_desired)", "desired")).span(8).min(0).decimals(0),
@@ -57,12 +73,12 @@ def build() -> dm.Dashboard:
                   q(per_second("bybit_rest_rate_limited_total"), "rate limited"))
             .unit(Unit.PER_SECOND).span(12).min(0)),
         row("Process",
-            graph("CPU", q("rate(bybit_ingest_cpu_seconds_total[$__rate_interval])", "ingest"),
+            graph("CPU", q(shared.INGEST_CPU, "{{replica}}"),
                   alert=levels(warning=tiers.PROCESS_CPU_TARGET_RATIO)).unit(Unit.RATIO).span(8).min(0),
-            graph("Resident memory", q("bybit_ingest_resident_memory_bytes", "RSS"),
+            graph("Resident memory", q(shared.INGEST_RSS, "{{replica}}"),
                   alert=levels(shared.INGEST_MEMORY)).unit(Unit.BYTES).span(8).min(0),
-            single("Heartbeat age", q("bybit_ingest_heartbeat_age_seconds", "age")).unit(Unit.SECONDS).span(4)
-            .thresholds(levels(shared.HEARTBEAT_AGE)),
-            single("Pending symbols", q("bybit_ingest_pending_symbols", "pending")).span(4).decimals(0)
+            single("Heartbeat age", q(shared.HEARTBEAT_AGE_BY_REPLICA, "{{replica}}")).unit(Unit.SECONDS)
+            .span(4).thresholds(levels(shared.HEARTBEAT_AGE)),
+            single("Pending symbols", q("sum(bybit_ingest_pending_symbols)", "pending")).span(4).decimals(0)
             .description("Symbols held in memory waiting for Redis (grows while Redis is down).")),
     )

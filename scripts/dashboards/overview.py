@@ -46,8 +46,9 @@ def build() -> dm.Dashboard:
         "real-time, short-term and long-term views, and the alerts firing by tier.",
         row("Alerts by tier", firing("critical"), firing("warning"), firing("info"), firing_alerts()),
         row("Real-time",
-            single("Ingest", q("max(bybit_ingest_up)", "ingest")).span(3).decimals(0)
-            .mappings(mappings(*UP_MAPPINGS)).description("1 while the ingest's heartbeat is fresh."),
+            single("Ingest", q(shared.INGEST_ANY_UP, "ingest")).span(3).decimals(0)
+            .mappings(mappings(*UP_MAPPINGS))
+            .description("UP while at least one ingest replica's heartbeat is fresh."),
             single("WebSocket connections", q("sum(bybit_ws_connected)", "connected"),
                    q("sum(bybit_ws_connections_desired)", "desired")).span(3).decimals(0)
             .description("Connections open and subscribed, against those the shard plan needs."),
@@ -59,12 +60,12 @@ def build() -> dm.Dashboard:
             shared.reconnects(),
             shared.errors(),
             shared.staleness(),
-            graph("Ingest CPU", q("rate(bybit_ingest_cpu_seconds_total[$__rate_interval])", "ingest"),
+            graph("Ingest CPU", q(shared.INGEST_CPU, "{{replica}}"),
                   alert=levels(warning=tiers.PROCESS_CPU_TARGET_RATIO)).unit(Unit.RATIO).span(8).min(0)
-            .description("CPU seconds per second of the ingest process. Target < 20 % of a core."),
-            graph("Ingest memory", q("bybit_ingest_resident_memory_bytes", "RSS"),
+            .description("CPU seconds per second of each ingest replica. Target < 20 % of a core."),
+            graph("Ingest memory", q(shared.INGEST_RSS, "{{replica}}"),
                   alert=levels(shared.INGEST_MEMORY)).unit(Unit.BYTES).span(8).min(0)
-            .description("Resident memory of the ingest process. Target < 100 MB."),
+            .description("Resident memory of each ingest replica. Target < 100 MB."),
             single("Targets up", q("up", "{{job}}")).span(8).decimals(0).mappings(mappings(*UP_MAPPINGS))
             .description("Prometheus' scrape of each job: exporter, api, prometheus, alertmanager.")),
         row("Long-term",

@@ -16,6 +16,11 @@ from scripts.healthcheck.tiers import Thresholds
 MEMORY_RATIO: Final = "max(job:bybit_redis_memory:ratio)"
 RECONNECTS_PER_HOUR: Final = "sum(job:bybit_ws_reconnects:increase1h)"
 HEALTH_SCORE: Final = ":bybit_health:score"
+#: Ingest replicas (label ``replica``): 1 while any is live (0, not nothing, when none is listed).
+INGEST_ANY_UP: Final = "clamp_max(max(bybit_ingest_replicas_up), 1)"
+INGEST_CPU: Final = "sum by (replica) (rate(bybit_ingest_cpu_seconds_total[$__rate_interval]))"
+INGEST_RSS: Final = "max by (replica) (bybit_ingest_resident_memory_bytes)"
+HEARTBEAT_AGE_BY_REPLICA: Final = "max by (replica) (bybit_ingest_heartbeat_age_seconds)"
 API_ERROR_RATIO: Final = "max(job:bybit_api_requests:error_ratio_rate5m)"
 LAG_P: Final = ("histogram_quantile({q}, sum by (le) "
                 "(rate(bybit_message_lag_seconds_bucket[$__rate_interval])))")

@@ -53,10 +53,11 @@ def build() -> dm.Dashboard:
             .unit(Unit.RATIO).decimals(3)
             .thresholds(floor(warning=tiers.UPTIME_TARGET, target=tiers.API_AVAILABILITY_TARGET))
             .description("Share of requests not answered 5xx. Target 99.9 %."),
-            single("Ingest uptime", q("avg_over_time(bybit_ingest_up[30d])", "uptime"))
+            single("Ingest uptime", q("max(avg_over_time(job:bybit_ingest_up:max[30d]))", "uptime"))
             .unit(Unit.RATIO).decimals(3)
             .thresholds(floor(warning=0.99, target=tiers.UPTIME_TARGET))
-            .description("Share of scrapes with a fresh ingest heartbeat. Target 99.5 %."),
+            .description("Share of time with a fresh heartbeat of at least one ingest replica. "
+                         "Target 99.5 %."),
             single("Data fresh", q("avg_over_time(job:bybit_data_fresh:ratio[30d])", "fresh"))
             .unit(Unit.RATIO).decimals(3).thresholds(floor(warning=0.95, target=tiers.FRESHNESS_OBJECTIVE))
             .description("Share of coin-time whose newest ticker was younger than 30 s. Target 99 %."),
@@ -74,9 +75,10 @@ def build() -> dm.Dashboard:
                   alert=levels(shared.API_P95)).unit(Unit.SECONDS).min(0).no_value(shared.NO_TRAFFIC),
             graph("Reconnects per hour vs target", q(shared.RECONNECTS_PER_HOUR, "reconnects / h"),
                   alert=levels(tiers.RECONNECTS_PER_HOUR)).span(12).min(0),
-            graph("Ingest memory vs target", q("bybit_ingest_resident_memory_bytes", "RSS"),
+            graph("Ingest memory vs target", q(shared.INGEST_RSS, "{{replica}}"),
                   alert=levels(shared.INGEST_MEMORY)).unit(Unit.BYTES).min(0),
-            graph("Ingest CPU vs target", q("rate(bybit_ingest_cpu_seconds_total[5m])", "CPU"),
+            graph("Ingest CPU vs target",
+                  q("sum by (replica) (rate(bybit_ingest_cpu_seconds_total[5m]))", "{{replica}}"),
                   alert=levels(warning=tiers.PROCESS_CPU_TARGET_RATIO)).unit(Unit.RATIO).min(0)),
         time_from="now-7d", refresh="1m",
     )
