@@ -1,10 +1,10 @@
 """The Grafana dashboards (grafana/dashboards/*.json), built with Grafana's typed builders.
 
 Hand-edited dashboard JSON drifts: ids collide, a unit is forgotten, a threshold stops
-matching the alert it mirrors. Here each dashboard is one module (overview, ingest, api, redis,
-slo) written with ``grafana-foundation-sdk``, Grafana's own builders for its dashboard schema;
-:mod:`.parts` holds one factory per kind of panel and the alert-tier colours, :mod:`.shared` the
-queries and panels several dashboards show, with thresholds from :mod:`scripts.healthcheck.tiers`.
+matching the alert it mirrors. Here each dashboard is one function of :mod:`.boards`, written
+with ``grafana-foundation-sdk``, Grafana's own builders for its dashboard schema; :mod:`.parts`
+holds one factory per kind of panel and the alert-tier colours, :mod:`.shared` the queries and
+panels several dashboards show, with thresholds from :mod:`scripts.healthcheck.tiers`.
 The JSON is written sorted and stable, so a review reads the Python diff and the JSON follows.
 
     python -m scripts.gen_dashboards           # rewrite grafana/dashboards/*.json
@@ -23,7 +23,7 @@ from typing import Any, Final
 
 from grafana_foundation_sdk.models import dashboard as dm
 
-from scripts.dashboards import api, ingest, overview, redis, slo
+from scripts.dashboards import boards
 from scripts.dashboards.parts import to_json
 
 ROOT: Final = Path(__file__).resolve().parents[2]
@@ -46,11 +46,11 @@ class DashboardFile:
 
 
 DASHBOARDS: Final = (
-    DashboardFile("overview.json", overview.build),
-    DashboardFile("ingest.json", ingest.build),
-    DashboardFile("api.json", api.build),
-    DashboardFile("redis.json", redis.build),
-    DashboardFile("slo.json", slo.build),
+    DashboardFile("overview.json", boards.overview),
+    DashboardFile("ingest.json", boards.ingest),
+    DashboardFile("api.json", boards.api),
+    DashboardFile("redis.json", boards.redis),
+    DashboardFile("slo.json", boards.slo),
 )
 
 
