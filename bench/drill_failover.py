@@ -13,8 +13,10 @@ primary, a sentinel, an ingest, an API, a Prometheus, an Alertmanager).
 
 Per fault:
 
-- staleness: the longest time any coin's newest stored ticker was old (now minus its exchange
-  ``ts``; while Redis cannot be read, the age keeps growing from the last read);
+- staleness: the longest time any coin went without a write (now minus the newest stored
+  ``recv_ts``, as ``bybit_data_staleness_seconds`` counts; while Redis cannot be read it keeps
+  growing from the last read), and beside it the age of the newest ticker by its exchange ``ts``
+  (adds the feed's own delay, which on a loaded host is the simulator's);
 - API failures: requests the clients saw fail (no answer, or not 200) over all they sent;
 - lost: symbols whose last ticker never reached Redis (the stream paused after the fault and
   Redis compared with the simulator's truth), and stored ``ts`` seen going back (must be 0);
@@ -98,7 +100,8 @@ class Window:
 
     start: float
     end: float = math.inf
-    staleness: float = 0.0
+    staleness: float = 0.0  # since the newest write: bybit_data_staleness_seconds' definition
+    age: float = 0.0  # of the newest ticker by its exchange ts (adds the feed's own delay)
     requests: int = 0
     failed: int = 0
     ts_back: int = 0
@@ -134,7 +137,8 @@ class Outcome:
         notes = ", ".join(f"{n} x{c}" for n, c in sorted(self.notified.items())) or "none"
         verdict = "pass" if self.passed else f"FAIL{f' ({self.error})' if self.error else ''}"
         return (f"| {self.fault.name} | {', '.join(self.killed) or '-'} | "
-                f"{'-' if w is None else f'{w.staleness:.1f}'} | {api} | "
+                f"{'-' if w is None else f'{w.staleness:.1f}'} | {'-' if w is None else f'{w.age:.1f}'} | "
+                f"{api} | "
                 f"{'-' if self.truth is None else self.truth.lost} | {'-' if w is None else w.ts_back} | "
                 f"{notes} | {self.watchdog} | "
                 f"{'-' if self.redundant_s is None else f'{self.redundant_s:.1f}'} | {verdict} |")
@@ -171,7 +175,8 @@ class Drill:
         self.supervisor: Supervisor | None = None
         self.load: list[float] = []
         self._last_ts: dict[str, int] = {}
-        self._newest: dict[str, float] = {}
+        self._newest: dict[str, float] = {}  # coin -> newest write (recv_ts), epoch s
+        self._newest_ts: dict[str, float] = {}  # coin -> newest exchange ts, epoch s
 
     # --- topology ---------------------------------------------------------------------------
     def services(self) -> Supervisor:
@@ -274,7 +279,7 @@ class Drill:
                 try:
                     pipe = client.pipeline(transaction=False)
                     for symbol in names:
-                        pipe.hget(keys.option_key(symbol), keys.F_OPTION_TS)
+                        pipe.hmget(keys.option_key(symbol), [keys.F_OPTION_TS, keys.F_OPTION_RECV_TS])
                     values = await pipe.execute()
                 except (redis.RedisError, OSError) as exc:
                     kind = type(exc).__name__
@@ -288,9 +293,9 @@ class Drill:
             await client.aclose()
             await pool.disconnect()
 
-    def _observe(self, names: list[str], values: list[str | None], coin_of: dict[str, str]) -> None:
+    def _observe(self, names: list[str], values: list[list[str | None]], coin_of: dict[str, str]) -> None:
         back = 0
-        for symbol, raw in zip(names, values, strict=True):
+        for symbol, (raw, recv) in zip(names, values, strict=True):
             if raw is None or not raw.isdigit():
                 continue
             ts = int(raw)
@@ -299,15 +304,19 @@ class Drill:
                 log.warning("stored ts went back: %s %d -> %d", symbol, self._last_ts[symbol], ts)
             self._last_ts[symbol] = max(ts, self._last_ts.get(symbol, 0))
             coin = coin_of[symbol]
-            self._newest[coin] = max(self._newest.get(coin, 0.0), ts / 1000)
+            self._newest_ts[coin] = max(self._newest_ts.get(coin, 0.0), ts / 1000)
+            if recv is not None and recv.isdigit():
+                self._newest[coin] = max(self._newest.get(coin, 0.0), int(recv) / 1000)
         for window in self._open_windows():
             window.ts_back += back
 
     def _age_windows(self) -> None:
         now = time.time()
         oldest = max((now - self._newest.get(c, now) for c in self.options.coins), default=0.0)
+        age = max((now - self._newest_ts.get(c, now) for c in self.options.coins), default=0.0)
         for window in self._open_windows():
             window.staleness = max(window.staleness, oldest)
+            window.age = max(window.age, age)
 
     def staleness(self) -> float:
         """Age of the oldest coin's newest stored ticker as last read (inf before the first read)."""
@@ -537,16 +546,18 @@ def render(outcomes: list[Outcome], drill: Drill) -> str:
     load = ", ".join(f"{x:.1f}" for x in drill.load)
     lines = [
         f"Load average (1 min) of the machine at start and end: {load} on {os.cpu_count()} cores "
-        "(the drill's own 17 processes and whatever else ran); staleness reads against the baseline row.",
+        "(the drill's own 17 processes and whatever else ran); read each fault against the baseline row. "
+        "Staleness: seconds since a coin's newest write (`bybit_data_staleness_seconds`); newest ticker "
+        "age: by its exchange `ts`, so it adds the simulator's own delay under load.",
         "",
         f"HA stack of `scripts/run --ha` on loopback, {listed:,} simulated options, {o.clients} API clients "
         f"polling through HAProxy every {o.client_interval:g} s. Sentinel, ingest, API and HAProxy at their "
         f"production settings; alert `for:` and Alertmanager timers x{o.scale:g}. Each fault is watched "
         f"until every pair is whole again plus {o.tail:g} s.",
         "",
-        "| fault | killed | longest staleness s | API failed | lost | ts back | notified (firing) | "
-        "Watchdog | redundant again s | verdict |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| fault | killed | longest staleness s | newest ticker age s | API failed | lost | ts back | "
+        "notified (firing) | Watchdog | redundant again s | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
         *(x.row() for x in outcomes),
         "",
         f"API requests over the whole drill: {api_failed:,} failed of {api_total:,} "
@@ -624,7 +635,7 @@ def main(argv: list[str] | None = None) -> int:
 def _as_json(x: Outcome) -> dict[str, Any]:
     w = x.window
     return {"fault": x.fault.name, "killed": x.killed, "pages_expected": list(x.fault.pages),
-            "staleness_s": None if w is None else w.staleness,
+            "staleness_s": None if w is None else w.staleness, "age_s": None if w is None else w.age,
             "api_requests": None if w is None else w.requests, "api_failed": None if w is None else w.failed,
             "ts_back": None if w is None else w.ts_back, "lost": None if x.truth is None else x.truth.lost,
             "corrupt": None if x.truth is None else x.truth.corruption, "notified": x.notified,

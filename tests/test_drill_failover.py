@@ -29,7 +29,8 @@ def test_quick_failover_drill_loses_nothing_and_pages_exactly_as_expected(tmp_pa
                           check=False)
     report = done.stdout
     print(report[-6000:], done.stderr[-3000:])
-    assert "| fault | killed | longest staleness s | API failed | lost | ts back |" in report
+    header = "| fault | killed | longest staleness s | newest ticker age s | API failed | lost | ts back |"
+    assert header in report
     rows = {row["fault"]: row for row in json.loads(figures.read_text())}
     assert list(rows) == [f.name for f in FAULTS]
     assert rows["host"]["killed"][0] in ("redis-a", "redis-b"), "the host holding the primary"
