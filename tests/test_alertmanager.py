@@ -19,6 +19,7 @@ import yaml
 from scripts.promconfig import render_local_alertmanager_config, write_local_alertmanager_config
 from scripts.promconfig.alertmanager_config import ALERTMANAGER_FILE
 from scripts.promconfig.durations import parse_duration
+from scripts.promconfig.model import runbook_url
 from tests.servers import LOOPBACK, AlertmanagerServer, amtool, repo_root, wait_until
 
 ROOT = repo_root()
@@ -197,8 +198,7 @@ def template_data(status: str) -> dict[str, Any]:
             "summary": "Redis memory above 90% of capacity",
             "description": "Redis uses 91% of its capacity (critical above 90%). <b>not markup</b>",
             "value": "91%",
-            "runbook_url": "https://github.com/bybit-options-tracker/bybit-options-tracker/blob/main/docs/"
-                           "runbooks/RedisMemoryCritical.md"},
+            "runbook_url": runbook_url("RedisMemoryCritical")},  # as the rules render it
         "startsAt": "2026-01-02T03:04:05Z",
         "endsAt": "2026-01-02T04:05:06Z" if status == "resolved" else "0001-01-01T00:00:00Z",
         "generatorURL": "http://prometheus:9090/graph?g0.expr=x", "fingerprint": "0123456789abcdef",
@@ -232,7 +232,7 @@ def test_the_text_body_has_tier_summary_description_value_runbook_and_start(tmp_
     assert "[CRITICAL] RedisMemoryCritical" in text
     assert "Redis uses 91% of its capacity" in text
     assert "Value:   91%" in text
-    assert "Runbook: https://github.com/bybit-options-tracker/" in text
+    assert f"Runbook: {runbook_url('RedisMemoryCritical')}\n" in text
     assert "Since:   2026-01-02 03:04:05 UTC" in text
     resolved = render(tmp_path, "bybit.email.text", "resolved")
     assert "RESOLVED: 1" in resolved
@@ -241,7 +241,7 @@ def test_the_text_body_has_tier_summary_description_value_runbook_and_start(tmp_
 
 def test_the_html_body_links_the_runbook_and_escapes_values(tmp_path: Path) -> None:
     html = render(tmp_path, "bybit.email.html", "firing", kind="html")
-    assert '<a href="https://github.com/bybit-options-tracker/' in html
+    assert f'<a href="{runbook_url("RedisMemoryCritical")}">Runbook</a>' in html
     assert "&lt;b&gt;not markup&lt;/b&gt;" in html
     assert "Value: <b>91%</b>" in html
 
