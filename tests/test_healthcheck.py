@@ -23,18 +23,29 @@ COINS = ("BTC", "ETH")
 
 
 def seed_healthy(client: Any, now: float, **overrides: Any) -> None:
-    """The layout a healthy ingest keeps: fresh heartbeat and coins, few reconnects, all connected."""
+    """The layout a healthy single ingest keeps: fresh heartbeat and coins, few reconnects, all
+    connected (the default replica, which also keeps the single-node keys, as the ingest does)."""
+    seed_replica(client, now, keys.DEFAULT_REPLICA, **overrides)
+
+
+def seed_replica(client: Any, now: float, replica: str, **overrides: Any) -> None:
+    """What one live ingest replica keeps in Redis (``overrides`` replace its stats fields)."""
     stats = {
         keys.F_LAST_UPDATE: int(now), keys.F_MESSAGES: 1000, keys.F_RECONNECTS: 3,
         keys.F_CONNECT_FAILURES: 0, keys.F_WS_CONNECTIONS: 2, keys.F_WS_CONNECTED: 2,
         keys.F_CONSECUTIVE_FAILURES: 0, keys.F_CIRCUIT_OPEN: 0, keys.F_STARTED_AT: now - 7200,
     }
     stats.update(overrides)
-    client.hset(keys.STATS_GLOBAL, mapping=stats)
-    client.hset(keys.INGEST_HEARTBEAT, mapping={
-        keys.F_HB_TS: now, keys.F_HB_PID: 1, keys.F_HB_RSS_BYTES: 5e7, keys.F_HB_CPU_SECONDS: 3,
-        keys.F_HB_STARTED_AT: now - 7200})
-    client.expire(keys.INGEST_HEARTBEAT, 60)
+    beat = {keys.F_HB_TS: now, keys.F_HB_PID: 1, keys.F_HB_RSS_BYTES: 5e7, keys.F_HB_CPU_SECONDS: 3,
+            keys.F_HB_STARTED_AT: now - 7200}
+    client.hset(keys.replica_stats_key(replica), mapping=stats)
+    client.hset(keys.replica_heartbeat_key(replica), mapping=beat)
+    client.expire(keys.replica_heartbeat_key(replica), 60)
+    client.zadd(keys.INGEST_REPLICAS, {replica: now})
+    if replica == keys.DEFAULT_REPLICA:
+        client.hset(keys.STATS_GLOBAL, mapping=stats)
+        client.hset(keys.INGEST_HEARTBEAT, mapping=beat)
+        client.expire(keys.INGEST_HEARTBEAT, 60)
     for coin in COINS:
         client.hset(keys.coin_stats_key(coin), mapping={keys.F_COIN_LAST_UPDATE: now - 1,
                                                         keys.F_COIN_MESSAGES: 500, keys.F_COIN_TRACKED: 10})
@@ -91,9 +102,10 @@ def test_redis_memory_above_70_percent_of_maxmemory_is_a_warning(redis_server: R
     client = redis_server.client()
     seed_healthy(client, time.time())
     used = int(client.info("memory")["used_memory"])
-    client.config_set("maxmemory", int(used / 0.8))  # ~80 %: between the 70 % and 90 % tiers
+    # ~75 % before the check connects (its client buffers add a few %): between the 70 and 90 % tiers
+    client.config_set("maxmemory", int(used / 0.75))
     code, doc = healthcheck(redis_server.url)
-    assert code == 1
+    assert code == 1, [c for c in doc["checks"] if c["severity"] != "ok"]
     memory = next(c for c in doc["checks"] if c["check"] == "redis_memory")
     assert memory["severity"] == "warning"
     assert 0.7 < memory["value"] < 0.9
@@ -126,9 +138,9 @@ def test_critical_conditions_exit_2_naming_the_check(
     if case == "no data for more than 5 minutes":
         client.hset(keys.coin_stats_key("ETH"), keys.F_COIN_LAST_UPDATE, now - 301)
     elif case == "ingest heartbeat gone":
-        client.delete(keys.INGEST_HEARTBEAT)
+        client.delete(keys.replica_heartbeat_key(keys.DEFAULT_REPLICA))
     elif case == "more than 10 failed reconnect attempts in a row":
-        client.hset(keys.STATS_GLOBAL, keys.F_CONSECUTIVE_FAILURES, 11)
+        client.hset(keys.replica_stats_key(keys.DEFAULT_REPLICA), keys.F_CONSECUTIVE_FAILURES, 11)
     elif case == "a coin the ingest tracks but has no ticker for yet":
         client.hset(keys.coin_stats_key("BTC"), keys.F_COIN_LAST_UPDATE, "0.0")
     else:
@@ -137,7 +149,10 @@ def test_critical_conditions_exit_2_naming_the_check(
     assert code == 2, case
     assert doc["status"] == "critical"
     critical = [c for c, s in severities(doc).items() if s == "critical"]
-    assert critical == [check], case
+    if check == "ingest_heartbeat":  # the only replica is down: it says so too
+        assert critical == [check, f"replica_{keys.DEFAULT_REPLICA}"], case
+    else:
+        assert critical == [check], case
 
 
 def test_exactly_10_consecutive_failures_is_not_yet_critical(redis_server: RedisServer) -> None:
@@ -275,3 +290,32 @@ def test_a_ready_real_api_is_ok_and_a_stale_one_is_a_warning(
         assert severities(doc)["staleness_BTC"] == "ok"
     finally:
         api.stop()
+
+
+def test_each_replica_is_shown_and_one_down_while_another_writes_is_a_warning(
+    redis_server: RedisServer,
+) -> None:
+    client = redis_server.client()
+    now = time.time()
+    for name, reconnects in (("a", 2), ("b", 3)):  # within the first hour: counted as they are
+        seed_replica(client, now, name, **{keys.F_RECONNECTS: reconnects, keys.F_STARTED_AT: now - 600})
+    code, doc = healthcheck(redis_server.url)
+    assert code == 0, doc
+    assert severities(doc)["replica_a"] == severities(doc)["replica_b"] == "ok"
+    assert next(c for c in doc["checks"] if c["check"] == "ws_reconnects")["value"] == 5  # summed
+
+    client.delete(keys.replica_heartbeat_key("b"))  # expired: b stopped 40 s ago, still listed
+    client.zadd(keys.INGEST_REPLICAS, {"b": now - 40})
+    code, doc = healthcheck(redis_server.url)
+    assert code == 1, doc
+    assert severities(doc)["replica_b"] == "warning"
+    assert severities(doc)["ingest_heartbeat"] == "ok"
+    down = next(c for c in doc["checks"] if c["check"] == "replica_b")
+    assert down["value"] >= 40
+    assert "ZREM ingest:replicas b" in down["detail"]
+
+    client.delete(keys.replica_heartbeat_key("a"))
+    code, doc = healthcheck(redis_server.url)
+    assert code == 2, doc
+    assert {c for c, s in severities(doc).items() if s == "critical"} == {
+        "ingest_heartbeat", "replica_a", "replica_b"}
