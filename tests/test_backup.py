@@ -52,6 +52,9 @@ def seed(client: Any) -> None:
                                          keys.LAG_SUM_FIELD: 0.7, keys.LAG_COUNT_FIELD: 6})
     client.hset(keys.INGEST_HEARTBEAT, mapping={"ts": time.time(), "pid": 42})
     client.expire(keys.INGEST_HEARTBEAT, 15)
+    client.hset(keys.replica_heartbeat_key("b"), mapping={"ts": time.time(), "pid": 43})
+    client.expire(keys.replica_heartbeat_key("b"), 15)
+    client.zadd(keys.INGEST_REPLICAS, {"b": time.time()})
 
 
 def contents(client: Any) -> dict[str, tuple[str, Any, int]]:
@@ -66,6 +69,8 @@ def contents(client: Any) -> dict[str, tuple[str, Any, int]]:
             value = sorted(client.smembers(key))
         elif kind == "string":
             value = client.get(key)
+        elif kind == "zset":
+            value = client.zrange(key, 0, -1, withscores=True)
         else:
             raise AssertionError(f"unexpected type {kind} for {key}")
         out[key] = (kind, value, client.ttl(key))
@@ -105,9 +110,11 @@ def test_restore_into_a_fresh_redis_reproduces_every_key_field_and_ttl(
         done = run_backup("--dir", str(backups), "restore", str(archive), redis_url=fresh.url)
         assert done.returncode == 0, done.stderr
         expected = contents(source)
-        del expected[keys.INGEST_HEARTBEAT]
+        liveness = (keys.INGEST_HEARTBEAT, keys.replica_heartbeat_key("b"), keys.INGEST_REPLICAS)
+        for key in liveness:
+            del expected[key]
         restored = contents(fresh.client())
-        assert keys.INGEST_HEARTBEAT not in restored, "a restored heartbeat would fake a live ingest"
+        assert not set(liveness) & set(restored), "a restored heartbeat would fake a live ingest"
         assert set(restored) == set(expected)
         for key, (kind, value, ttl) in expected.items():
             r_kind, r_value, r_ttl = restored[key]

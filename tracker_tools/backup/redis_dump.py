@@ -21,8 +21,16 @@ from common import keys
 
 #: Keys copied per pipelined round trip.
 BATCH = 500
-#: Never restored: a heartbeat brought back from a backup would announce a live ingest that is not.
-EXCLUDED = frozenset({keys.INGEST_HEARTBEAT.encode()})
+#: Never restored: a heartbeat brought back from a backup would announce a live ingest that is not,
+#: and the replica list would bring back replicas of another time (each live replica re-lists itself
+#: within a second). Per-replica heartbeats are ``ingest:heartbeat:<replica>`` (:data:`EXCLUDED_PREFIXES`).
+EXCLUDED = frozenset({keys.INGEST_HEARTBEAT.encode(), keys.INGEST_REPLICAS.encode()})
+EXCLUDED_PREFIXES: tuple[bytes, ...] = (keys.replica_heartbeat_key("").encode(),)
+
+
+def excluded(key: bytes) -> bool:
+    """True for the liveness keys a backup leaves out (:data:`EXCLUDED`, :data:`EXCLUDED_PREFIXES`)."""
+    return key in EXCLUDED or key.startswith(EXCLUDED_PREFIXES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +55,7 @@ class KeyRecord:
 def _batches(client: redis.Redis) -> Iterator[list[bytes]]:
     batch: list[bytes] = []
     for key in client.scan_iter(count=BATCH):
-        if key in EXCLUDED:
+        if excluded(key):
             continue
         batch.append(key)
         if len(batch) >= BATCH:
@@ -58,7 +66,7 @@ def _batches(client: redis.Redis) -> Iterator[list[bytes]]:
 
 
 def dump_keys(client: redis.Redis) -> Iterator[KeyRecord]:
-    """Every key of the database except :data:`EXCLUDED`, read with SCAN (never KEYS)."""
+    """Every key of the database except the liveness keys (:func:`excluded`), read with SCAN (never KEYS)."""
     for batch in _batches(client):
         pipe = client.pipeline(transaction=False)
         for key in batch:
