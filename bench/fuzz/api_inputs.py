@@ -186,7 +186,10 @@ def requests(draw: st.DrawFn, tracked: Sequence[str]) -> tuple[str, str]:
 # --- Redis: keyspace and MONITOR ------------------------------------------------------------------
 
 def _allowed_key(key: str) -> bool:
-    if key in (keys.STATS_GLOBAL, keys.STATS_LAG, keys.INGEST_HEARTBEAT):
+    if key in (keys.STATS_GLOBAL, keys.STATS_LAG, keys.INGEST_HEARTBEAT, keys.INGEST_REPLICAS):
+        return True
+    per_replica = (keys.replica_heartbeat_key(""), keys.replica_stats_key(""), keys.replica_lag_key(""))
+    if any(key.startswith(p) and keys.is_valid_replica(key[len(p):]) for p in per_replica):
         return True
     if any(key in (keys.coin_index_key(c), keys.coin_stats_key(c)) for c in COINS):
         return True
