@@ -19,7 +19,11 @@ by side would mostly measure each other):
 - ``floor``: a bare receive loop on the ingest's WebSocket library that only counts frames
   (it reads the ``ts`` of one frame in 100 for its lag): no consumer on that library can cost less;
 - ``release`` (unless ``--no-release``): the ingest as of ``--baseline-rev``, extracted with
-  ``git archive``, for before/after figures from the same run.
+  ``git archive``, for before/after figures from the same run;
+- ``floor-cb``: the floor of the ingest's own read path (frames counted in websockets'
+  ``data_received`` by :class:`ingest.connection.TickerConnection`, no ``recv()``);
+- ``ingest-uvloop`` (when ``uvloop`` is installed, unless ``--no-uvloop``): the ingest on uvloop's
+  event loop, to see whether it would help.
 
 Then the burst: :mod:`bench.bench_ingest`'s firehose (pre-rendered frames as fast as TCP takes
 them) against the ingest, the release ingest and the floor.
@@ -82,7 +86,7 @@ LAG_SAMPLE: Final = 200
 LAG_POLL: Final = 0.01
 FLOOR_LAG_EVERY: Final = 100
 MAX_TOPICS, MAX_CHARS = 2000, 21000  # Bybit's per-connection limits (the ingest's defaults)
-CONSUMERS: Final = ("ingest", "release", "naive", "floor")
+CONSUMERS: Final = ("ingest", "ingest-uvloop", "release", "naive", "floor", "floor-cb")
 
 
 # --- the event-loop stall watcher (runs inside each consumer) ---------------------------------------
@@ -116,17 +120,25 @@ def max_stall_ms(path: Path, start: float, end: float) -> float:
     return worst
 
 
-def watched_ingest(stall_file: Path) -> int:
-    """``python -m ingest`` (the same entry point, settings from the environment) plus the watcher."""
+def watched_ingest(stall_file: Path, *, uvloop: bool = False) -> int:
+    """``python -m ingest`` (the same entry point, settings from the environment) plus the watcher.
+
+    ``uvloop``: the same on uvloop's event loop (``uvloop`` installed), to see what it would buy.
+    """
     import ingest.app
     from ingest.__main__ import main as ingest_main
 
+    if uvloop:
+        import uvloop as uv
+
+        uv.install()
+
     real_main = ingest.app.main
 
-    async def main(settings: Any, *, stop: asyncio.Event | None = None) -> None:
+    async def main(*args: Any, **kwargs: Any) -> None:
         watcher = asyncio.create_task(watch_stalls(stall_file))
         try:
-            await real_main(settings, stop=stop)
+            await real_main(*args, **kwargs)
         finally:
             watcher.cancel()
 
@@ -195,6 +207,30 @@ async def floor_loop(ws_url: str, symbols: Sequence[str], tally: Tally) -> None:
                         tally.lags_ms.append(time.time() * 1000 - int(raw[at + 5:end]))
 
 
+async def floor_callback_loop(ws_url: str, symbols: Sequence[str], tally: Tally) -> None:
+    """The floor of the ingest's own read path: frames counted in websockets' ``data_received``.
+
+    The same :class:`ingest.connection.TickerConnection` the ingest reads with, its handler
+    only counting (and reading the ``ts`` of one frame in 100, as :func:`floor_loop` does).
+    """
+    from ingest.connection import TickerConnection
+
+    def count(raw: bytes) -> None:
+        tally.frames += 1
+        if tally.frames % FLOOR_LAG_EVERY == 0 and tally.measuring:
+            at = raw.find(b'"ts":')
+            if at >= 0:
+                with contextlib.suppress(ValueError):
+                    tally.lags_ms.append(time.time() * 1000 - int(raw[at + 5:raw.find(b",", at)]))
+
+    async with connect(ws_url, max_size=2**22, compression=None, create_connection=TickerConnection) as ws:
+        assert isinstance(ws, TickerConnection)
+        ws.on_message = count
+        await _subscribe(ws, symbols)
+        while True:
+            await ws.recv(decode=False)  # answers before the handler was set; the close
+
+
 async def naive_loop(ws_url: str, redis_url: str, symbols: Sequence[str], tally: Tally) -> None:
     """:func:`bench.bench_ingest.naive_consumer`'s shape, per shard, with the exchange-to-Redis lag."""
     r = aredis.Redis.from_url(redis_url)
@@ -222,6 +258,8 @@ async def run_consumer(kind: str, *, rest_url: str, ws_url: str, redis_url: str,
     loops: list[Coroutine[Any, Any, None]]
     if kind == "floor":
         loops = [floor_loop(ws_url, s, tally) for s in shards(symbols)]
+    elif kind == "floor-cb":
+        loops = [floor_callback_loop(ws_url, s, tally) for s in shards(symbols)]
     else:
         loops = [naive_loop(ws_url, redis_url, s, tally) for s in shards(symbols)]
     tasks = [asyncio.create_task(c) for c in loops]
@@ -320,16 +358,18 @@ def release_tree(workdir: Path, rev: str) -> Path:
 
 def measure_ingest(workdir: Path, redis_server: RedisServer, *, rest_url: str, ws_url: str,
                    coins: Sequence[str], symbols: Sequence[str], warmup: float, seconds: float,
-                   release: Path | None = None) -> dict[str, float]:
+                   release: Path | None = None, uvloop: bool = False) -> dict[str, float]:
     """The ingest (this checkout's, or ``release``'s) against the feed, measured from outside."""
     stall_file = workdir / f"stalls-{time.monotonic_ns()}.txt"
     path = f"{release}{os.pathsep}{repo_root()}" if release is not None else str(repo_root())
     env = python_env(REDIS_URL=redis_server.url, BYBIT_WS_URL=ws_url, BYBIT_REST_URL=rest_url,
                      BYBIT_COINS=",".join(coins), LOG_FORMAT="json", LOG_LEVEL="WARNING", PYTHONPATH=path)
     argv = [sys.executable, "-m", "bench.bench_maxrate", "watched-ingest", "--stall-file", str(stall_file)]
+    if uvloop:
+        argv.append("--uvloop")
     r = redis_server.client()
     r.flushall()
-    name = "release" if release is not None else "ingest"
+    name = "release" if release is not None else "ingest-uvloop" if uvloop else "ingest"
     with started(argv, workdir / f"{name}-{time.monotonic_ns()}.log", env) as proc:
         assert proc.proc is not None
         pid = proc.proc.pid
@@ -352,7 +392,7 @@ def measure_ingest(workdir: Path, redis_server: RedisServer, *, rest_url: str, w
 
 def measure_other(kind: str, workdir: Path, redis_server: RedisServer, *, rest_url: str, ws_url: str,
                   coins: Sequence[str], warmup: float, seconds: float) -> dict[str, float]:
-    """``floor`` or ``naive`` in its own process; its JSON result."""
+    """``floor``, ``floor-cb`` or ``naive`` in its own process; its JSON result."""
     out = workdir / f"{kind}-{time.monotonic_ns()}.json"
     argv = [sys.executable, "-m", "bench.bench_maxrate", "consume", "--kind", kind, "--rest", rest_url,
             "--ws", ws_url, "--redis", redis_server.url, "--coins", ",".join(coins), "--warmup", str(warmup),
@@ -431,10 +471,11 @@ def run_feed(name: str, feed: Feed, workdir: Path, redis_server: RedisServer, co
     rows = []
     for consumer in consumers:
         c0, t0 = cpu_seconds(_pid(feed.proc)), time.monotonic()
-        if consumer in ("ingest", "release"):
+        if consumer in ("ingest", "ingest-uvloop", "release"):
             figures = measure_ingest(workdir, redis_server, rest_url=feed.rest_url, ws_url=feed.ws_url,
                                      coins=feed.coins, symbols=feed.symbols, warmup=warmup, seconds=seconds,
-                                     release=release if consumer == "release" else None)
+                                     release=release if consumer == "release" else None,
+                                     uvloop=consumer == "ingest-uvloop")
         else:
             figures = measure_other(consumer, workdir, redis_server, rest_url=feed.rest_url,
                                     ws_url=feed.ws_url, coins=feed.coins, warmup=warmup, seconds=seconds)
@@ -442,6 +483,12 @@ def run_feed(name: str, feed: Feed, workdir: Path, redis_server: RedisServer, co
         rows.append(Row(name, consumer, feed_cpu=feed_cpu, **figures))
         print(f"  {name:>6} {consumer:<8} {_cells(rows[-1])}", file=sys.stderr, flush=True)
     return rows
+
+
+def _has_uvloop() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("uvloop") is not None
 
 
 def _pid(proc: ManagedProcess) -> int:
@@ -481,15 +528,21 @@ def report(rows: Sequence[Row], *, symbols: int, seconds: float, burst_symbols: 
         p(f"| {r.feed} | {r.consumer} | {r.frames_s:,.0f} | {r.cpu:.1%} | {r.us_per_frame:.1f} | "
           f"{r.rss / 2**20:.1f} | {lag} | {r.stall_ms:.1f} | {r.feed_cpu:.0%} |")
     p()
-    p("| feed | ingest/floor (µs/frame) | naive/ingest (µs/frame) | release/ingest (µs/frame) |"
-      " ingest CPU < 20 % |")
-    p("|---|---:|---:|---:|---|")
+    p("| feed | ingest/floor (µs/frame) | ingest/floor-cb (µs/frame) | naive/ingest (µs/frame) |"
+      " release/ingest (µs/frame) | ingest CPU < 20 % |")
+    p("|---|---:|---:|---:|---:|---|")
     for feed in dict.fromkeys(r.feed for r in rows):
         ours = next((r for r in rows if r.feed == feed and r.consumer == "ingest"), None)
         verdict = "n/a" if ours is None else ("yes" if ours.cpu < CPU_TARGET else "NO") + f" ({ours.cpu:.1%})"
         p(f"| {feed} | {ratio(rows, feed, 'ingest', 'floor'):.2f}x"
+          f" | {ratio(rows, feed, 'ingest', 'floor-cb'):.2f}x"
           f" | {ratio(rows, feed, 'naive', 'ingest'):.1f}x"
           f" | {ratio(rows, feed, 'release', 'ingest'):.2f}x | {verdict} |")
+    uv = [f"{feed} {ratio(rows, feed, 'ingest-uvloop', 'ingest'):.2f}x"
+          for feed in dict.fromkeys(r.feed for r in rows if r.consumer == "ingest-uvloop")]
+    if uv:
+        p()
+        p("uvloop: the ingest's µs/frame on uvloop over the default loop's: " + ", ".join(uv))
     burst = {r.consumer: r for r in rows if r.feed == "burst"}
     if "ingest" in burst and "release" in burst:
         p()
@@ -507,10 +560,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline-rev", default=BASELINE_REV, help="the release measured as 'release'")
     parser.add_argument("--no-release", action="store_true", help="leave the release ingest out")
     parser.add_argument("--no-burst", action="store_true")
+    parser.add_argument("--no-uvloop", action="store_true", help="leave the ingest-on-uvloop row out")
+    parser.add_argument("--uvloop", action="store_true", help="watched-ingest: run on uvloop")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     # sub-modes
     parser.add_argument("--stall-file", type=Path)
-    parser.add_argument("--kind", choices=("floor", "naive"))
+    parser.add_argument("--kind", choices=("floor", "floor-cb", "naive"))
     parser.add_argument("--rest")
     parser.add_argument("--ws")
     parser.add_argument("--redis")
@@ -519,7 +574,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     if args.mode == "watched-ingest":
-        return watched_ingest(args.stall_file)
+        return watched_ingest(args.stall_file, uvloop=args.uvloop)
     if args.mode == "consume":
         asyncio.run(consume_and_exit(
             args.kind, rest_url=args.rest, ws_url=args.ws, redis_url=args.redis, coins=args.coins.split(","),
@@ -533,7 +588,8 @@ def main(argv: list[str] | None = None) -> int:
     warmup = 0.5 if quick else 2.0
     per_coin = 100 if quick else None
     burst_symbols = 300 if quick else SYMBOLS
-    consumers = [c for c in CONSUMERS if not (c == "release" and (args.no_release or quick))]
+    consumers = [c for c in CONSUMERS if not (c == "release" and (args.no_release or quick))
+                 and not (c == "ingest-uvloop" and (args.no_uvloop or quick or not _has_uvloop()))]
     workdir = Path(tempfile.mkdtemp(prefix="bench-maxrate-"))
     release = None if "release" not in consumers else release_tree(workdir, args.baseline_rev)
     (workdir / "redis").mkdir()
