@@ -6,14 +6,20 @@ alone in a big batch) or pins the fast form of a check to the exact one it stand
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from websockets.asyncio.client import connect
+from websockets.asyncio.server import serve
 
 from common import errors, keys
 from ingest.coalescer import Coalescer
+from ingest.connection import Connection, TickerConnection
 from ingest.frames import _DECIMAL, _DECIMALS_JOINED, _FAST_JOINED, Rejected, Ticker, decode
 from ingest.lag import LagHistogram
 from ingest.pressure import MemoryPressure
@@ -21,7 +27,8 @@ from ingest.sink import TickerSink
 from ingest.stats import Counters
 from ingest.store import Store, make_redis
 from ingest.writer import Writer
-from tests.servers import RedisServer
+from tests.servers import LOOPBACK, RedisServer, free_port
+from tests.test_ingest_connection import SYMBOL, Exchange, Running, settings, until
 
 A = "BTC-27DEC26-100000-C"
 NOW = 1_764_640_000_000
@@ -121,3 +128,65 @@ def test_values_outside_the_fast_form_are_still_decided_exactly() -> None:
     assert isinstance(rejected, Rejected)
     assert rejected.error == errors.BAD_NUMBER
     assert isinstance(decode(frame(delta="1e999"), owned=owned, now_ms=NOW), Rejected)
+
+
+# --- the read path: complete frames by callback, fragmented ones through websockets' queue ----------
+
+@pytest.fixture
+async def exchange() -> AsyncIterator[tuple[Exchange, str]]:
+    """tests/test_ingest_connection.py's tiny option stream."""
+    ex = Exchange()
+    port = free_port()
+    async with serve(ex.handler, LOOPBACK, port):
+        yield ex, f"ws://{LOOPBACK}:{port}/v5/public/option"
+
+
+@pytest.fixture
+async def running(exchange: tuple[Exchange, str]) -> AsyncIterator[Running]:
+    """One real :class:`Connection` against it, as in tests/test_ingest_connection.py."""
+    _, url = exchange
+    counters = Counters(coins=("BTC",))
+    coalescer = Coalescer()
+    sink = TickerSink(coalescer=coalescer, counters=counters, lag=LagHistogram())
+    stop = asyncio.Event()
+    conn = Connection(0, settings=settings(url), sink=sink, counters=counters, coin_of={SYMBOL: "BTC"},
+                      stop=stop)
+    conn.add([SYMBOL])
+    task = asyncio.create_task(conn.run())
+    try:
+        yield Running(conn, coalescer, counters, stop, task)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 5)
+
+
+async def test_fragmented_and_whole_ticker_frames_both_reach_the_coalescer_in_order(
+        exchange: tuple[Exchange, str], running: Running) -> None:
+    ex, _ = exchange
+    await until(lambda: running.conn.open)
+    ts = int(time.time() * 1000)
+
+    def frame(mark: str, at: int) -> str:
+        return orjson.dumps({"topic": f"tickers.{SYMBOL}", "ts": at, "type": "snapshot",
+                             "data": {"symbol": SYMBOL, "markPrice": mark, "lastPrice": "1"}}).decode()
+
+    whole = frame("11", ts)
+    await ex.sockets[-1].send([whole[:25], whole[25:60], whole[60:]])  # one message in three frames
+    await until(lambda: SYMBOL in running.coalescer.latest and running.coalescer.latest[SYMBOL].ts == ts)
+    assert b"$9\r\nmarkPrice\r\n$2\r\n11\r\n" in running.coalescer.latest[SYMBOL].command
+    await ex.sockets[-1].send(frame("12", ts + 1))  # a whole frame, straight from data_received
+    await until(lambda: running.coalescer.latest[SYMBOL].ts == ts + 1)
+    assert b"$9\r\nmarkPrice\r\n$2\r\n12\r\n" in running.coalescer.latest[SYMBOL].command
+    assert running.counters.messages == 2
+    assert sum(running.counters.errors.values()) == 0
+
+
+async def test_the_ingest_reads_through_the_callback_connection(exchange: tuple[Exchange, str]) -> None:
+    _, url = exchange
+    seen: list[bytes] = []
+    async with connect(url, create_connection=TickerConnection) as ws:
+        assert isinstance(ws, TickerConnection)
+        ws.on_message = seen.append
+        await ws.send(orjson.dumps({"op": "subscribe", "args": [f"tickers.{SYMBOL}"]}).decode())
+        await until(lambda: len(seen) == 1)  # the answer came by callback: nothing waits in recv()
+    assert orjson.loads(seen[0])["type"] == "COMMAND_RESP"
