@@ -126,3 +126,17 @@ def test_run_ha_serves_options_through_haproxy_with_both_replicas_streaming_and_
             os.killpg(proc.pid, signal.SIGKILL)
         out.close()
         print((tmp_path / "supervisor.log").read_text()[-3000:])
+
+
+def test_the_ha_guide_says_how_to_deploy_run_and_drill_it_and_names_files_that_exist() -> None:
+    text = (repo_root() / "docs" / "high-availability.md").read_text(encoding="utf-8")
+    for command in ("docker compose -f docker-compose.yml -f docker-compose.ha.yml up -d --build",
+                    "scripts/run --ha", "python -m bench.drill_failover"):
+        assert command in text, command
+    for path in ("deploy/redis/start-node.sh", "deploy/redis/sentinel.conf", "deploy/haproxy/haproxy.cfg",
+                 "docker-compose.ha.yml", "scripts/hastack.py", "tests/test_hastack.py",
+                 "tests/test_drill_failover.py"):
+        assert path in text, path
+        assert (repo_root() / path).exists(), path
+    assert "RELIABILITY.md#failover-ha" in text
+    assert "## Failover (HA)" in (repo_root() / "docs" / "RELIABILITY.md").read_text(encoding="utf-8")
