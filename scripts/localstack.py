@@ -134,11 +134,25 @@ class Supervisor:
             event.set()
 
     async def run(self) -> None:
-        async with asyncio.TaskGroup() as tg:
-            for service in self._services:
-                tg.create_task(self._keep_running(service), name=service.name)
-            await self._stopping.wait()
-            await self._terminate_all()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for service in self._services:
+                    tg.create_task(self._keep_running(service), name=service.name)
+                await self._stopping.wait()
+                await self._terminate_all()
+        except asyncio.CancelledError:
+            # Cancelled from outside (a drill interrupted by Ctrl-C) rather than stopped: no time
+            # for the graceful path, but no child may outlive the supervisor either.
+            self._kill_all()
+            raise
+
+    def _kill_all(self) -> None:
+        for name, proc in self._procs.items():
+            if proc.returncode is None:
+                log.warning("supervisor cancelled: killing %s (pid %d)", name, proc.pid,
+                            extra={"service": name})
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
 
     async def _keep_running(self, service: Service) -> None:
         policy = RestartPolicy()

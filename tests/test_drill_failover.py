@@ -11,6 +11,7 @@ finding the drill reports (docs/RELIABILITY.md), not an invariant.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -27,11 +28,15 @@ def test_quick_failover_drill_loses_nothing_and_pages_exactly_as_expected(tmp_pa
         binary_or_skip(binary)
     binary_or_skip("prometheus-alertmanager", "alertmanager")
     figures = tmp_path / "figures.json"
-    done = subprocess.run([sys.executable, "-m", "bench.drill_failover", "--quick", "--json", str(figures)],
-                          cwd=repo_root(), env=python_env(), capture_output=True, text=True, timeout=900,
-                          check=False)
-    report = done.stdout
-    print(report[-6000:], done.stderr[-3000:])
+    proc = subprocess.Popen([sys.executable, "-m", "bench.drill_failover", "--quick", "--json", str(figures)],
+                            cwd=repo_root(), env=python_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        report, errors = proc.communicate(timeout=900)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGTERM)  # the drill tears its stack down; SIGKILL would orphan it
+        report, errors = proc.communicate(timeout=60)
+    print(report[-6000:], errors[-3000:])
     header = "| fault | killed | longest staleness s | newest ticker age s | API failed | lost | ts back |"
     assert header in report
     rows = {row["fault"]: row for row in json.loads(figures.read_text())}

@@ -122,10 +122,27 @@ def test_run_ha_serves_options_through_haproxy_with_both_replicas_streaming_and_
         alive = {n: p for n, p in pids.items() if _pid_alive(p)}
         assert not alive, f"left running after Ctrl-C: {alive}"
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        _stop_everything(proc, var / "localstack.json")
         out.close()
         print((tmp_path / "supervisor.log").read_text()[-3000:])
+
+
+def _stop_everything(proc: subprocess.Popen[bytes], state_file: Path) -> None:
+    """After a failure too: the supervisor's graceful stop, then SIGKILL of whatever it left.
+
+    Its children run in sessions of their own, so killing the supervisor alone would orphan them.
+    """
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+    if state_file.exists():
+        for pid in json.loads(state_file.read_text())["pids"].values():
+            if _pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_the_ha_guide_says_how_to_deploy_run_and_drill_it_and_names_files_that_exist() -> None:
