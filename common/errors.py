@@ -31,6 +31,8 @@ WS_CONNECT: Final = "ws_connect"  # could not open a connection
 REST_ERROR: Final = "rest_error"  # REST call failed (network, HTTP, retCode)
 REST_RATE_LIMITED: Final = "rest_rate_limited"
 REDIS_ERROR: Final = "redis_error"
+# Deployment problems.
+REPLICA_CONFLICT: Final = "replica_conflict"  # another process writes under this INGEST_REPLICA
 OTHER: Final = "other"
 
 ERROR_TYPES: Final[tuple[str, ...]] = (
@@ -53,6 +55,7 @@ ERROR_TYPES: Final[tuple[str, ...]] = (
     REST_ERROR,
     REST_RATE_LIMITED,
     REDIS_ERROR,
+    REPLICA_CONFLICT,
     OTHER,
 )
 

@@ -51,6 +51,7 @@ class Reporter:
         self.replica = replica
         self.run_id: str | None = None
         self._throttle = LogThrottle(period=60.0, burst=2)
+        self._wrote_heartbeat = False
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -61,10 +62,32 @@ class Reporter:
             except TimeoutError:
                 pass
 
+    async def _check_replica_name(self) -> None:
+        """Count and log another process writing this replica's heartbeat since our last write.
+
+        Two replicas started with one ``INGEST_REPLICA`` write one heartbeat and one stats hash:
+        they look like one replica, its counters jump between two totals, and the death of either
+        goes unseen (no IngestReplicaDown). Nothing here can stop the other process; the error
+        type ``replica_conflict`` makes it visible (``bybit_errors_total``, NewErrorType).
+        """
+        pid, started = await self.store.heartbeat_owner(self.replica)
+        ours = (str(os.getpid()), repr(self.counters.started_at))
+        if pid is None or (pid, started) == ours:
+            return
+        self.counters.error(errors.REPLICA_CONFLICT)
+        allowed, suppressed = self._throttle.allow(errors.REPLICA_CONFLICT)
+        if allowed:
+            log.error("another process writes under this replica name: give each replica its own "
+                      "INGEST_REPLICA", extra={"error_type": errors.REPLICA_CONFLICT, "replica": self.replica,
+                                              "other_pid": pid, "other_started_at": started,
+                                              "suppressed": suppressed})
+
     async def report(self) -> bool:
         """One round: stats out, INFO in. False when Redis could not be reached."""
         try:
             counters, writer = self.counters, self.writer
+            if self._wrote_heartbeat:
+                await self._check_replica_name()
             now = time.time()
             refused = await self.store.write_stats(
                 replica=self.replica, now=now, legacy=self.replica == keys.DEFAULT_REPLICA,
@@ -77,6 +100,7 @@ class Reporter:
                                                cpu_seconds=process_stats.cpu_seconds(),
                                                started_at=self.counters.started_at),
                 heartbeat_ttl=self.heartbeat_ttl)
+            self._wrote_heartbeat = True
             info = await self.store.server_info()
         except RedisUnavailable as exc:
             # The writer counts the outage and owns the retry pace; only note it here.

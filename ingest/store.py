@@ -198,6 +198,16 @@ class Store:
                           used_memory=int(memory.get("used_memory", 0)),
                           maxmemory=int(memory.get("maxmemory", 0)))
 
+    async def heartbeat_owner(self, replica: str) -> tuple[str | None, str | None]:
+        """(``pid``, ``started_at``) of the process whose heartbeat ``replica`` holds now (None: none)."""
+        def fill(pipe: Any) -> None:
+            pipe.hmget(keys.replica_heartbeat_key(replica), [keys.F_HB_PID, keys.F_HB_STARTED_AT])
+        (reply,) = await self._pipeline(fill)
+        if isinstance(reply, Exception) or not isinstance(reply, list):
+            raise RedisUnavailable(f"HMGET heartbeat failed: {reply!r}")
+        pid, started = (v.decode() if isinstance(v, bytes) else v for v in reply)
+        return pid, started
+
     async def write_stats(self, *, replica: str, global_doc: Mapping[str, str],
                           coin_docs: Mapping[str, Mapping[str, str]], lag_doc: Mapping[str, str],
                           heartbeat_doc: Mapping[str, str], heartbeat_ttl: float, now: float,

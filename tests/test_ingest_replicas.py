@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from common import keys
+from common import errors, keys
 from common.config import ConfigError, load_settings
 from ingest.stats import ConnectionState, Counters, coin_fields, global_fields, heartbeat_fields
 from ingest.store import Store, make_redis
@@ -117,3 +117,38 @@ async def test_a_replica_silent_for_the_retention_is_pruned_by_the_others(
                                   "recent": now - keys.REPLICA_RETENTION_SECONDS + 60})
     await report(store, "a", now=now, last_update=now, messages=1)
     assert r.zrange(keys.INGEST_REPLICAS, 0, -1) == ["recent", "a"]
+
+
+async def test_two_processes_under_one_replica_name_count_a_conflict(
+        store: Store, redis_server: RedisServer) -> None:
+    from ingest.coalescer import Coalescer
+    from ingest.lag import LagHistogram
+    from ingest.pressure import MemoryPressure
+    from ingest.reporter import Reporter
+    from ingest.writer import Writer
+
+    def reporter(started_at: float) -> Reporter:
+        counters = Counters(coins=("BTC",), started_at=started_at)
+        pressure = MemoryPressure(threshold_bytes=2**30, ratio=0.7, normal_ttl=86400, pressure_ttl=21600)
+        writer = Writer(store=store, coalescer=Coalescer(), counters=counters, pressure=pressure,
+                        flush_interval=0.1, retry_max=1.0)
+        return Reporter(store=store, writer=writer, counters=counters, lag=LagHistogram(), pressure=pressure,
+                        connection_state=ConnectionState, interval=1.0, heartbeat_ttl=15.0, replica="b")
+
+    now = time.time()
+    alone, first, second = reporter(now - 300), reporter(now - 60), reporter(now - 30)
+    # One process reporting again and again, after a predecessor's heartbeat: no conflict.
+    for _ in range(3):
+        assert await alone.report() is True
+    assert await first.report() is True  # a restart under the same name takes the heartbeat over
+    assert await first.report() is True
+    assert alone.counters.errors[errors.REPLICA_CONFLICT] == 0
+    assert first.counters.errors[errors.REPLICA_CONFLICT] == 0
+    # A second process under the same name: each sees the other's heartbeat where its own was.
+    assert await second.report() is True
+    assert await first.report() is True
+    assert await second.report() is True
+    assert first.counters.errors[errors.REPLICA_CONFLICT] == 1
+    assert second.counters.errors[errors.REPLICA_CONFLICT] == 1
+    r = redis_server.client()
+    assert r.hget(keys.replica_stats_key("b"), keys.error_field(errors.REPLICA_CONFLICT)) == "1"
