@@ -227,9 +227,14 @@ def test_every_tracker_service_reads_knobs_that_exist_and_finds_redis_through_th
             assert services[name]["depends_on"][dep]["condition"] == "service_healthy", (name, dep)
     replicas = [services[n]["environment"]["INGEST_REPLICA"] for n in INGEST_SERVICES]
     assert replicas == ["a", "b"], "each ingest replica has its own name"
+    for name, replica in zip(INGEST_SERVICES, replicas, strict=True):
+        check = services[name]["healthcheck"]["test"][-1]
+        assert f"--only replica_{replica} " in check, f"{name} judges its own heartbeat, not the other's"
     for a, b in (INGEST_SERVICES, API_SERVICES):
-        for key in ("image", "command", "healthcheck", "deploy", "read_only", "cap_drop"):
+        for key in ("image", "command", "deploy", "read_only", "cap_drop"):
             assert services[a][key] == services[b][key], (a, b, key)
+        for key in ("interval", "timeout", "retries", "start_period"):
+            assert services[a]["healthcheck"][key] == services[b]["healthcheck"][key], (a, b, key)
 
 
 def _command_after(service: dict[str, Any], marker: str) -> list[str]:
