@@ -152,3 +152,21 @@ async def test_two_processes_under_one_replica_name_count_a_conflict(
     assert second.counters.errors[errors.REPLICA_CONFLICT] == 1
     r = redis_server.client()
     assert r.hget(keys.replica_stats_key("b"), keys.error_field(errors.REPLICA_CONFLICT)) == "1"
+
+
+def test_the_prometheus_pair_keeps_the_ingest_replica_label_on_alerts() -> None:
+    """The HA Prometheus pair's own label must not be ``replica``: an external label never
+    replaces a label a series has, and the alert labeldrop would strip IngestReplicaDown's."""
+    import re
+
+    import yaml
+
+    from scripts.promconfig.prometheus_config import render_ha_configs
+
+    configs = render_ha_configs()
+    assert len(configs) == 2
+    for path, text in configs.items():
+        doc = yaml.safe_load(text)
+        assert "replica" not in doc["global"]["external_labels"], path
+        for relabel in doc["alerting"]["alert_relabel_configs"]:
+            assert not re.fullmatch(relabel["regex"], "replica"), path

@@ -7,8 +7,8 @@ variant (127.0.0.1 ports, absolute rule paths, short intervals). Job names are t
 docs/CONTRACTS.md: ``exporter``, ``api``, ``prometheus``, ``alertmanager``.
 
 HA, as the Prometheus documentation describes it: two identical replicas that differ only in
-the external label ``replica``, each sending every alert to every Alertmanager (never load
-balanced), and dropping ``replica`` from the alerts they send (``alert_relabel_configs``), so
+the external label ``prometheus_replica``, each sending every alert to every Alertmanager (never
+load balanced), and dropping it from the alerts they send (``alert_relabel_configs``), so
 that both replicas' copies of an alert carry the same labels and Alertmanager merges them into
 one. Alertmanager's own cluster then makes sure one peer notifies it.
 """
@@ -64,7 +64,11 @@ COMPOSE_TARGETS: Final = Targets(exporter="exporter:9108", api="api:5001", prome
 COMPOSE_RULE_FILES: Final = ("rules/*.yml",)
 
 #: The external label that tells the HA replicas apart, and is dropped from the alerts they send.
-REPLICA_LABEL: Final = "replica"
+#: Not ``replica``: that is the ingest replica's label on the exporter's metrics and on
+#: ``IngestReplicaDown`` (an existing label keeps its value over an external one, and the
+#: labeldrop would strip the ingest replica's name from that alert). ``prometheus_replica`` is
+#: what the Prometheus Operator names it.
+REPLICA_LABEL: Final = "prometheus_replica"
 #: docker-compose.ha.yml: replica ``a`` is the stack's ``prometheus`` service, ``b`` is ``prometheus-b``;
 #: Alertmanager likewise (``alertmanager``, ``alertmanager-b``, meshed on their cluster port 9094).
 HA_REPLICAS: Final = ("a", "b")
@@ -109,7 +113,7 @@ def render_prometheus_config(
 ) -> str:
     """prometheus.yml text scraping ``targets`` and sending alerts to every ``targets.alertmanager``.
 
-    ``replica`` makes it one replica of an HA pair: the external label ``replica`` (on every
+    ``replica`` makes it one replica of an HA pair: the external label :data:`REPLICA_LABEL` (on every
     series and alert it hands on) and an ``alert_relabel_configs`` that drops that label again
     from alerts, so that Alertmanager deduplicates the replicas' identical alerts.
     """
