@@ -55,8 +55,10 @@ def scrape_exporter(metrics_url: str) -> ExporterSample:
         for sample in family.samples:
             if sample.name == "bybit_data_staleness_seconds":
                 staleness[sample.labels["coin"]] = float(sample.value)
-            elif not sample.labels:
-                values[sample.name] = float(sample.value)
+            elif set(sample.labels) <= {"replica"}:
+                # Unlabelled, or per ingest replica (label replica): summed over the replicas, so a
+                # drill reads the stack's totals (connections, reconnects, writes) whatever their number.
+                values[sample.name] = values.get(sample.name, 0.0) + float(sample.value)
     return ExporterSample(staleness, values)
 
 
