@@ -219,16 +219,29 @@ class Drill:
         return all(check() for check in checks)
 
     def _redis_redundant(self) -> bool:
+        """All sentinels up, knowing each other, naming one primary that streams to a synced replica.
+
+        Asked of the primary itself (INFO replication), not of the sentinels' view of the replica,
+        which they refresh every 10 s and which still says "ok" before they notice a dead primary.
+        """
+        named = set()
         for port in self.ports.sentinels():
-            replicas = _sentinel(port, "REPLICAS", SERVICE)
             others = _sentinel(port, "SENTINELS", SERVICE)
-            if not isinstance(replicas, list) or not isinstance(others, list) or len(others) != 2:
+            addr = _sentinel(port, "GET-MASTER-ADDR-BY-NAME", SERVICE)
+            if not isinstance(others, list) or len(others) != 2 or not addr:
                 return False
-            healthy = [r for r in replicas if _pairs(r).get("flags") == "slave"
-                       and _pairs(r).get("master-link-status") == "ok"]
-            if len(healthy) != 1:
-                return False
-        return True
+            named.add(int(addr[1]))
+        if len(named) != 1:
+            return False
+        client = redis.Redis(host=LOOPBACK, port=named.pop(), decode_responses=True,
+                             socket_timeout=READ_TIMEOUT, socket_connect_timeout=READ_TIMEOUT)
+        try:
+            info = client.info("replication")
+        finally:
+            client.close()
+        replica = info.get("slave0")
+        return bool(info.get("role") == "master" and info.get("connected_slaves") == 1
+                    and isinstance(replica, dict) and replica.get("state") == "online")
 
     def _ingest_redundant(self) -> bool:
         state = _get_json(f"{self.simulator.rest_url}/control/state")["counters"]
@@ -373,13 +386,6 @@ def _sentinel(port: int, *args: str) -> Any:
         return None
     finally:
         client.close()
-
-
-def _pairs(flat: Any) -> dict[str, str]:
-    """SENTINEL REPLICAS answers each replica as a flat [key, value, ...] list (RESP2) or a map."""
-    if isinstance(flat, dict):
-        return {str(k): str(v) for k, v in flat.items()}
-    return {str(flat[i]): str(flat[i + 1]) for i in range(0, len(flat) - 1, 2)}
 
 
 def _get_json(url: str) -> Any:
