@@ -319,3 +319,17 @@ def test_each_replica_is_shown_and_one_down_while_another_writes_is_a_warning(
     assert code == 2, doc
     assert {c for c, s in severities(doc).items() if s == "critical"} == {
         "ingest_heartbeat", "replica_a", "replica_b"}
+
+
+def test_a_container_asking_for_its_own_replica_gets_its_state_even_when_it_is_not_listed(
+    redis_server: RedisServer,
+) -> None:
+    client = redis_server.client()
+    now = time.time()
+    seed_replica(client, now, "a")
+    code, doc = healthcheck(redis_server.url, "--only", "replica_a")
+    assert (code, severities(doc)) == (0, {"redis": "ok", "replica_a": "ok"})
+    # b never heartbeated (or was forgotten): critical, named, not "no such check".
+    code, doc = healthcheck(redis_server.url, "--only", "replica_b")
+    assert (code, severities(doc)) == (2, {"redis": "ok", "replica_b": "critical"})
+    assert "not listed in ingest:replicas" in doc["checks"][-1]["detail"]

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import redis
 
+from common import keys
 from common.config import ConfigError, help_epilog, load_settings
 from common.logs import configure_logging
 from tracker_tools.healthcheck import report
@@ -89,11 +90,30 @@ def select(findings: list[Finding], only: Sequence[str]) -> list[Finding]:
     if not only:
         return findings
     names = {f.check for f in findings}
-    unknown = sorted(set(only) - names)
     redis_down = any(f.check == "redis" and f.severity != "ok" for f in findings)
+    if not redis_down:
+        # replica_<name> of a replica that is not listed: it has not heartbeated for a day, or
+        # never did (a container's own check, HA): that is a finding, not a typo.
+        findings = findings + [_unlisted_replica(name) for name in only
+                               if name not in names and _replica_name(name) is not None]
+        names = {f.check for f in findings}
+    unknown = sorted(set(only) - names)
     if unknown and not redis_down:  # with Redis down the Redis-side checks never ran
         raise ValueError(f"no check named {', '.join(unknown)}; checks: {', '.join(sorted(names))}")
     return [f for f in findings if f.check in ALWAYS_COUNTED or f.check in only]
+
+
+def _replica_name(check: str) -> str | None:
+    """The replica a ``replica_<name>`` check is about (None when ``check`` is not one)."""
+    name = check.removeprefix("replica_")
+    return name if name != check and keys.is_valid_replica(name) else None
+
+
+def _unlisted_replica(check: str) -> Finding:
+    name = _replica_name(check)
+    return Finding(check, "critical", None, "s",
+                   f"ingest replica {name} is not listed in {keys.INGEST_REPLICAS}: it has not heartbeated "
+                   "within a day, or never started")
 
 
 def main(argv: Sequence[str] | None = None, *, prog: str = DEFAULT_PROG) -> int:
