@@ -345,11 +345,11 @@ def started(argv: list[str], log: Path, env: dict[str, str]) -> Iterator[Managed
         proc.stop()
 
 
-def release_tree(workdir: Path, rev: str) -> Path:
-    """``ingest/`` and ``common/`` as of ``rev`` (git archive), to put first on PYTHONPATH."""
+def release_tree(workdir: Path, rev: str, repo: Path) -> Path:
+    """``ingest/`` and ``common/`` as of ``rev`` (git archive of ``repo``), to put first on PYTHONPATH."""
     out = workdir / f"release-{rev}"
     out.mkdir()
-    archive = subprocess.run(["git", "archive", "--format=tar", rev, "ingest", "common"], cwd=repo_root(),
+    archive = subprocess.run(["git", "archive", "--format=tar", rev, "ingest", "common"], cwd=repo,
                              capture_output=True, check=True).stdout
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(out, filter="data")
@@ -471,18 +471,30 @@ def run_feed(name: str, feed: Feed, workdir: Path, redis_server: RedisServer, co
     rows = []
     for consumer in consumers:
         c0, t0 = cpu_seconds(_pid(feed.proc)), time.monotonic()
-        if consumer in ("ingest", "ingest-uvloop", "release"):
-            figures = measure_ingest(workdir, redis_server, rest_url=feed.rest_url, ws_url=feed.ws_url,
-                                     coins=feed.coins, symbols=feed.symbols, warmup=warmup, seconds=seconds,
-                                     release=release if consumer == "release" else None,
-                                     uvloop=consumer == "ingest-uvloop")
-        else:
-            figures = measure_other(consumer, workdir, redis_server, rest_url=feed.rest_url,
-                                    ws_url=feed.ws_url, coins=feed.coins, warmup=warmup, seconds=seconds)
+        try:
+            figures = _measure(consumer, feed, workdir, redis_server, warmup, seconds, release)
+        except (AssertionError, RuntimeError, subprocess.TimeoutExpired, OSError) as exc:
+            # One consumer that fails (it never wrote every symbol, it crashed) is a finding to
+            # print, not a reason to lose the rest of the run.
+            print(f"  {name:>6} {consumer:<8} FAILED: {str(exc)[:300]}", file=sys.stderr, flush=True)
+            nan = float("nan")
+            rows.append(Row(name, f"{consumer} (failed)", nan, nan, nan, nan, nan, nan))
+            continue
         feed_cpu = (cpu_seconds(_pid(feed.proc)) - c0) / (time.monotonic() - t0)
         rows.append(Row(name, consumer, feed_cpu=feed_cpu, **figures))
         print(f"  {name:>6} {consumer:<8} {_cells(rows[-1])}", file=sys.stderr, flush=True)
     return rows
+
+
+def _measure(consumer: str, feed: Feed, workdir: Path, redis_server: RedisServer, warmup: float,
+             seconds: float, release: Path | None) -> dict[str, float]:
+    if consumer in ("ingest", "ingest-uvloop", "release"):
+        return measure_ingest(workdir, redis_server, rest_url=feed.rest_url, ws_url=feed.ws_url,
+                              coins=feed.coins, symbols=feed.symbols, warmup=warmup, seconds=seconds,
+                              release=release if consumer == "release" else None,
+                              uvloop=consumer == "ingest-uvloop")
+    return measure_other(consumer, workdir, redis_server, rest_url=feed.rest_url, ws_url=feed.ws_url,
+                         coins=feed.coins, warmup=warmup, seconds=seconds)
 
 
 def _has_uvloop() -> bool:
@@ -559,10 +571,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=None, help="measuring window per consumer")
     parser.add_argument("--baseline-rev", default=BASELINE_REV, help="the release measured as 'release'")
     parser.add_argument("--no-release", action="store_true", help="leave the release ingest out")
+    parser.add_argument("--repo", type=Path, default=None,
+                        help="git repository to take --baseline-rev from (default: this checkout)")
     parser.add_argument("--no-burst", action="store_true")
     parser.add_argument("--no-uvloop", action="store_true", help="leave the ingest-on-uvloop row out")
     parser.add_argument("--uvloop", action="store_true", help="watched-ingest: run on uvloop")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    parser.add_argument("--write-docs", action="store_true",
+                        help="replace the figures of docs/BENCHMARKS.md's maximum-rate section")
     # sub-modes
     parser.add_argument("--stall-file", type=Path)
     parser.add_argument("--kind", choices=("floor", "floor-cb", "naive"))
@@ -591,7 +607,8 @@ def main(argv: list[str] | None = None) -> int:
     consumers = [c for c in CONSUMERS if not (c == "release" and (args.no_release or quick))
                  and not (c == "ingest-uvloop" and (args.no_uvloop or quick or not _has_uvloop()))]
     workdir = Path(tempfile.mkdtemp(prefix="bench-maxrate-"))
-    release = None if "release" not in consumers else release_tree(workdir, args.baseline_rev)
+    release = (None if "release" not in consumers
+               else release_tree(workdir, args.baseline_rev, args.repo or repo_root()))
     (workdir / "redis").mkdir()
     redis_server = RedisServer(workdir / "redis")
     redis_server.start()
@@ -609,7 +626,14 @@ def main(argv: list[str] | None = None) -> int:
                 rows += run_feed("burst", feed, workdir, redis_server, burst, warmup, seconds, release)
     finally:
         redis_server.stop()
-    print(report(rows, symbols=symbols, seconds=seconds, burst_symbols=burst_symbols))
+    text = report(rows, symbols=symbols, seconds=seconds, burst_symbols=burst_symbols)
+    print(text)
+    if args.write_docs:
+        from bench.report import provenance, write_section
+
+        body = f"{provenance(argv)}\n\n{text}"
+        path = write_section("maxrate", "Ingest at Bybit's maximum push rate", body, doc="docs/BENCHMARKS.md")
+        print(f"wrote {path}")
     if args.json is not None:
         doc = [asdict(r) | {"us_per_frame": r.us_per_frame} for r in rows]
         args.json.write_text(json.dumps(doc, indent=1))

@@ -15,6 +15,7 @@ a final flush and the reporter a final stats write, each bounded so the process 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from typing import Final
@@ -43,6 +44,23 @@ CLOSE_GRACE: Final = 2.5  # sockets closing at shutdown
 FINAL_WRITE_TIMEOUT: Final = 1.0  # final flush and final stats, each
 
 
+#: The cyclic collector's thresholds for a process that makes a few short-lived objects per frame
+#: at up to 20,000 frames/s: the youngest generation collected every 10,000 allocations instead of
+#: 700, the oldest rarely. With :func:`tune_gc`'s freeze, measured at 10 pushes per symbol per
+#: second on 2,000 symbols (20 s, load ~5 on 2 cores): time in the collector 2.3 % -> 0.2 % of the
+#: wall clock, longest pause 193 ms (a full collection over every module and class) -> 7 ms.
+GC_THRESHOLDS: Final = (10_000, 50, 100)
+
+
+def tune_gc() -> None:
+    """Freeze what start-up made (modules, classes, settings) out of the collector's scans; raise
+    its thresholds. Full collections then visit only what the running ingest holds, so they no
+    longer stall the event loop for a whole collection of the interpreter (issue 14)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def install_signal_handlers(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -59,6 +77,7 @@ async def main(settings: Settings, *, stop: asyncio.Event | None = None,
     if stop is None:
         stop = asyncio.Event()
         install_signal_handlers(stop)
+    tune_gc()
     counters = Counters(coins=settings.coins)
     coalescer = Coalescer()
     lag = LagHistogram()

@@ -82,11 +82,11 @@ def test_quick_bench_reports_every_consumer_ratio_and_verdict(tmp_path: Path) ->
     assert done.returncode == 0, done.stderr[-3000:]
     report = done.stdout
     assert "| feed | consumer | frames/s | CPU | µs/frame | RSS MiB |" in report
-    assert "| feed | ingest/floor (µs/frame) | naive/ingest (µs/frame) |" in report
+    assert "| feed | ingest/floor (µs/frame) | ingest/floor-cb (µs/frame) | naive/ingest" in report
     rows = json.loads(out.read_text())
     seen = {(r["feed"], r["consumer"]) for r in rows}
-    assert seen == {("10/s", "ingest"), ("10/s", "naive"), ("10/s", "floor"), ("burst", "ingest"),
-                    ("burst", "floor")}
+    assert seen == {("10/s", "ingest"), ("10/s", "naive"), ("10/s", "floor"), ("10/s", "floor-cb"),
+                    ("burst", "ingest"), ("burst", "floor"), ("burst", "floor-cb")}
     for r in rows:
         assert r["frames_s"] > 0, r
         assert 0 < r["cpu"] < 2.5, r  # a share of one core (two at most on this machine, plus noise)
