@@ -333,3 +333,29 @@ def test_a_container_asking_for_its_own_replica_gets_its_state_even_when_it_is_n
     code, doc = healthcheck(redis_server.url, "--only", "replica_b")
     assert (code, severities(doc)) == (2, {"redis": "ok", "replica_b": "critical"})
     assert "not listed in ingest:replicas" in doc["checks"][-1]["detail"]
+
+
+def test_sampled_reconnects_add_up_the_live_replicas_and_a_restart_is_not_negative(
+    redis_server: RedisServer,
+) -> None:
+    import threading
+
+    from tracker_tools.healthcheck.redis_checks import sample_reconnects
+
+    client = redis_server.client()
+    now = time.time()
+    for name in ("a", "b", "c"):
+        seed_replica(client, now, name, **{keys.F_RECONNECTS: 10})
+
+    def meanwhile() -> None:
+        time.sleep(0.3)
+        client.hincrby(keys.replica_stats_key("a"), keys.F_RECONNECTS, 2)
+        client.hincrby(keys.replica_stats_key("b"), keys.F_RECONNECTS, 1)
+        client.hset(keys.replica_stats_key("c"), keys.F_RECONNECTS, 0)  # c restarted: counts from 0
+
+    worker = threading.Thread(target=meanwhile)
+    worker.start()
+    rate = sample_reconnects(client, 1.0)
+    worker.join()
+    assert rate is not None
+    assert 3 * 3600 / 1.5 < rate <= 3 * 3600  # 3 reconnects in a bit more than the 1 s window
