@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -75,7 +76,8 @@ def test_local_stack_serves_options_restarts_a_killed_ingest_and_stops_cleanly(t
                           timeout=90, what="BTC options served by the local stack's API")
         assert body["count"] > 100
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{ports['exporter']}/metrics", timeout=2)
-        assert b"bybit_ingest_up 1.0" in metrics.read()
+        # One series per ingest replica (`replica="main"` for the single stack's only one).
+        assert re.search(rb"^bybit_ingest_up(\{[^}]*\})? 1\.0$", metrics.read(), re.MULTILINE)
 
         pids = json.loads(state_file.read_text())["pids"]
         assert set(pids) >= {"redis", "simulator", "ingest", "exporter", "api"}
@@ -90,7 +92,11 @@ def test_local_stack_serves_options_restarts_a_killed_ingest_and_stops_cleanly(t
         alive = {n: p for n, p in {**pids, **final}.items() if _pid_alive(p)}
         assert not alive, f"left running after Ctrl-C: {alive}"
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        if proc.poll() is None:  # a failure: the supervisor's own stop, so no child is orphaned
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
         log.close()
         print((tmp_path / "supervisor.log").read_text()[-3000:])
