@@ -5,7 +5,8 @@ sentinels, two ingest replicas with monotonic writes, the exporter, two APIs beh
 Prometheus, two meshed Alertmanagers), on free loopback ports, supervised by the same
 :class:`~scripts.localstack.Supervisor`, which restarts what dies. The simulator streams its
 2,000 options; API clients poll through HAProxy all along; a sampler reads every option's stored
-exchange ``ts`` from the current primary twice a second. In turn the drill SIGKILLs the
+exchange ``ts`` and ``recv_ts`` from the current primary twice a second. After a baseline
+window with no fault, the drill SIGKILLs in turn the
 Redis primary, one ingest replica, one API replica, one Alertmanager and one Prometheus; then it
 holds one Alertmanager down and stops the exporter, to see a page delivered exactly once by the
 surviving Alertmanager; then it kills a whole "host": one of every kind at once (the Redis
@@ -23,12 +24,14 @@ Per fault:
 - notifications: what the loopback webhook received while the fault lasted, by alert (exactly
   once for the page, none for the loss of one redundant replica); the Watchdog in every window;
 - redundant again: seconds until the killed processes are back and serving as a pair again
-  (sentinels see the replica and each other, both ingests subscribed to every instrument, HAProxy
-  sees both APIs, both Alertmanagers in one cluster, both Prometheus scraping).
+  (the three sentinels name one primary, which reports an online replica; both ingests
+  subscribed to every instrument; HAProxy sees both APIs; both Alertmanagers in one cluster; both
+  Prometheus scraping all seven targets).
 
 Time scale (``--scale``, default 0.1) applies to the alert rules' ``for:`` and Alertmanager's
-timers only; Sentinel, the ingest, the API and HAProxy run their production settings, so the
-staleness and API figures are the production ones.
+timers only (and Alertmanager's cluster peer and settle timeouts with them); Sentinel, the
+ingest, the API and HAProxy run their production settings, so the staleness and API figures are
+the production ones, on this host's CPU.
 
     .venv/bin/python -m bench.drill_failover [--quick] [--write-docs]
 """
