@@ -157,3 +157,38 @@ def test_the_ha_guide_says_how_to_deploy_run_and_drill_it_and_names_files_that_e
         assert (repo_root() / path).exists(), path
     assert "RELIABILITY.md#failover-ha" in text
     assert "## Failover (HA)" in (repo_root() / "docs" / "RELIABILITY.md").read_text(encoding="utf-8")
+
+
+def test_a_held_service_stays_down_after_a_kill_until_released(tmp_path: Path) -> None:
+    """The failover drill's control of the supervisor: kill, hold down, release."""
+    import asyncio
+
+    from scripts.localstack import Service, Supervisor
+
+    async def scenario() -> tuple[int | None, bool, int, int]:
+        sup = Supervisor([Service("sleeper", ["sleep", "60"])], tmp_path)
+        running = asyncio.create_task(sup.run())
+        while "sleeper" not in sup.pids():  # noqa: ASYNC110 - the child starts in the supervisor's task
+            await asyncio.sleep(0.05)
+        first = sup.pids()["sleeper"]
+        sup.hold("sleeper")
+        killed = sup.kill("sleeper")
+        await asyncio.sleep(2.5)  # longer than the first restart delay (1 s): a restart would show
+        held_down = "sleeper" not in sup.pids()
+        sup.release("sleeper")
+        while "sleeper" not in sup.pids():  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        second = sup.pids()["sleeper"]
+        sup.stop()
+        await running
+        assert killed == first
+        return killed, held_down, first, second
+
+    async def bounded() -> tuple[int | None, bool, int, int]:
+        async with asyncio.timeout(30):
+            return await scenario()
+
+    killed, held_down, first, second = asyncio.run(bounded())
+    assert killed is not None
+    assert held_down, "a held service must not be restarted"
+    assert second != first, "released: started again"
