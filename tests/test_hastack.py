@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -192,3 +193,11 @@ def test_a_held_service_stays_down_after_a_kill_until_released(tmp_path: Path) -
     assert killed is not None
     assert held_down, "a held service must not be restarted"
     assert second != first, "released: started again"
+
+
+def test_the_ha_guide_lists_the_default_ports_scripts_run_ha_uses() -> None:
+    text = (repo_root() / "docs" / "high-availability.md").read_text(encoding="utf-8")
+    table = text[text.index("Default loopback ports of `scripts/run --ha`"):]
+    table = table[:table.index("\n\n", table.index("| process |"))]
+    listed = {int(p) for p in re.findall(r"\b(\d{4,5})\b", table)}
+    assert listed == set(HaPorts().as_dict().values())
