@@ -377,17 +377,17 @@ def measure_ingest(workdir: Path, redis_server: RedisServer, *, rest_url: str, w
                    what=f"{name}: every symbol written once")
         time.sleep(warmup)
         with LagSampler(r, symbols) as sampler:
-            m0, _w0, c0, t0 = at_stats_write(r, pid)
+            m0, w0, c0, t0 = at_stats_write(r, pid)
             e0 = time.time()
             time.sleep(max(seconds - 0.5, 0.5))
-            m1, _w1, c1, t1 = at_stats_write(r, pid)
+            m1, w1, c1, t1 = at_stats_write(r, pid)
             e1 = time.time()
         rss = rss_bytes(pid)
         dt = t1 - t0
         lags = sampler.lags_ms
     return {"frames_s": (m1 - m0) / dt, "cpu": (c1 - c0) / dt, "rss": float(rss),
             "lag_p50": pct(lags, 0.5), "lag_p99": pct(lags, 0.99),
-            "stall_ms": max_stall_ms(stall_file, e0, e1)}
+            "stall_ms": max_stall_ms(stall_file, e0, e1), "writes_s": (w1 - w0) / dt}
 
 
 def measure_other(kind: str, workdir: Path, redis_server: RedisServer, *, rest_url: str, ws_url: str,
@@ -460,6 +460,7 @@ class Row:
     lag_p99: float
     stall_ms: float
     feed_cpu: float = float("nan")
+    writes_s: float = float("nan")  # option hashes written per second (the ingests only)
 
     @property
     def us_per_frame(self) -> float:
@@ -532,13 +533,14 @@ def report(rows: Sequence[Row], *, symbols: int, seconds: float, burst_symbols: 
       f"{symbols} symbols, window {seconds:g} s, burst {burst_symbols} symbols)")
     p()
     p("| feed | consumer | frames/s | CPU | µs/frame | RSS MiB | lag p50 ms | lag p99 ms | max stall ms |"
-      " feed CPU |")
-    p("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+      " feed CPU | writes/s |")
+    p("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         # The firehose renews its frames' ts every 2 s: no exchange-to-Redis lag to speak of.
         lag = "- | -" if r.feed == "burst" else f"{r.lag_p50:.1f} | {r.lag_p99:.1f}"
+        writes = "-" if r.writes_s != r.writes_s else f"{r.writes_s:,.0f}"  # NaN: not an ingest
         p(f"| {r.feed} | {r.consumer} | {r.frames_s:,.0f} | {r.cpu:.1%} | {r.us_per_frame:.1f} | "
-          f"{r.rss / 2**20:.1f} | {lag} | {r.stall_ms:.1f} | {r.feed_cpu:.0%} |")
+          f"{r.rss / 2**20:.1f} | {lag} | {r.stall_ms:.1f} | {r.feed_cpu:.0%} | {writes} |")
     p()
     p("| feed | ingest/floor (µs/frame) | ingest/floor-cb (µs/frame) | naive/ingest (µs/frame) |"
       " release/ingest (µs/frame) | ingest CPU < 20 % |")
@@ -559,7 +561,9 @@ def report(rows: Sequence[Row], *, symbols: int, seconds: float, burst_symbols: 
     if "ingest" in burst and "release" in burst:
         p()
         now, before = burst["ingest"].frames_s, burst["release"].frames_s
-        p(f"burst: ingest {now:,.0f} frames/s vs release {before:,.0f} ({now / before:.2f}x)")
+        p(f"burst: ingest {now:,.0f} frames/s vs release {before:,.0f} ({now / before:.2f}x); option hashes"
+          f" written per frame: ingest {burst['ingest'].writes_s / now:.3f}, release"
+          f" {burst['release'].writes_s / before:.3f}")
     return out.getvalue()
 
 
