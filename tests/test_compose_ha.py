@@ -15,12 +15,14 @@ from __future__ import annotations
 import copy
 import dataclasses
 import re
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from common import keys
 from common.config import Settings
 from scripts.hastack import REDIS_DATA_ARGS, monitored_service
 from scripts.promconfig.alertmanager_config import load_source
@@ -30,7 +32,7 @@ from scripts.promconfig.prometheus_config import (
     ha_file,
     render_ha_configs,
 )
-from tests.servers import promtool, repo_root
+from tests.servers import RedisServer, promtool, repo_root
 from tests.test_compose import (
     DEPENDS_CONDITIONS,
     DURATION,
@@ -38,6 +40,7 @@ from tests.test_compose import (
     MEMORY,
     SERVICE_KEYS,
     TOP_LEVEL_KEYS,
+    _run_health_check,
 )
 
 ROOT = repo_root()
@@ -377,3 +380,28 @@ def test_operations_guide_documents_the_ha_stack() -> None:
     for path in ("prometheus/ha/prometheus-a.yml", "tests/test_monitoring_ha.py", "docker-compose.ha.yml"):
         assert path in text
         assert (ROOT / path).exists(), path
+
+
+def test_each_ingest_container_is_healthy_exactly_while_its_own_replica_writes(
+    merged: dict[str, Any], redis_server: RedisServer,
+) -> None:
+    services = _services(merged)
+    client = redis_server.client()
+
+    def beat(replica: str) -> None:
+        at = time.time()
+        client.zadd(keys.INGEST_REPLICAS, {replica: at})
+        client.hset(keys.replica_heartbeat_key(replica), mapping={keys.F_HB_TS: at, keys.F_HB_PID: 1})
+
+    def healthy(service: str) -> bool:
+        done = _run_health_check(services[service]["healthcheck"]["test"], redis_server.url)
+        assert done.returncode in (0, 1), (done.stdout, done.stderr)  # never the 2 Docker reserves
+        return done.returncode == 0
+
+    beat("a")
+    beat("b")
+    assert healthy("ingest")
+    assert healthy("ingest-b")
+    client.delete(keys.replica_heartbeat_key("b"))  # b died: its heartbeat key expired; a still writes
+    assert healthy("ingest"), "a replica is not unhealthy because the other one died"
+    assert not healthy("ingest-b"), "the dead replica's own container is unhealthy"
