@@ -179,15 +179,21 @@ def test_the_ingest_is_healthy_exactly_while_its_heartbeat_is_in_redis(
 ) -> None:
     test = _services(compose)["ingest"]["healthcheck"]["test"]
     client = redis_server.client()
-    client.hset(keys.INGEST_HEARTBEAT, mapping={keys.F_HB_TS: time.time(), keys.F_HB_PID: 1})
+    heartbeat = keys.replica_heartbeat_key(keys.DEFAULT_REPLICA)
+
+    def beat() -> None:  # what the ingest's reporter writes every stats interval
+        client.hset(heartbeat, mapping={keys.F_HB_TS: time.time(), keys.F_HB_PID: 1})
+        client.zadd(keys.INGEST_REPLICAS, {keys.DEFAULT_REPLICA: time.time()})
+
+    beat()
     healthy = _run_health_check(test, redis_server.url)
     assert healthy.returncode == 0, (healthy.stdout, healthy.stderr)
-    client.delete(keys.INGEST_HEARTBEAT)
+    client.delete(heartbeat)  # the heartbeat's TTL ran out: the ingest stopped writing
     dead = _run_health_check(test, redis_server.url)
     assert dead.returncode == 1, (dead.stdout, dead.stderr)  # 1, never the 2 Docker reserves
-    assert "the ingest is not running" in dead.stdout
+    assert "nothing writes" in dead.stdout
     # Coins without data, a failing API: not this container's business while the ingest beats.
-    client.hset(keys.INGEST_HEARTBEAT, mapping={keys.F_HB_TS: time.time(), keys.F_HB_PID: 1})
+    beat()
     assert _run_health_check(test, redis_server.url).returncode == 0
     redis_server.stop()
     unreachable = _run_health_check(test, redis_server.url)
