@@ -26,7 +26,7 @@ Per fault:
 - redundant again: seconds until the killed processes are back and serving as a pair again
   (the three sentinels name one primary, which reports an online replica; both ingests
   subscribed to every instrument; HAProxy sees both APIs; both Alertmanagers in one cluster; both
-  Prometheus scraping all seven targets).
+  Prometheus scraping all eight targets).
 
 Time scale (``--scale``, default 0.1) applies to the alert rules' ``for:`` and Alertmanager's
 timers only (and Alertmanager's cluster peer and settle timeouts with them); Sentinel, the
@@ -269,8 +269,8 @@ class Drill:
     def _prometheus_redundant(self) -> bool:
         for port in (self.ports.prometheus_a, self.ports.prometheus_b):
             up = _get_json(f"http://{LOOPBACK}:{port}/api/v1/query?query=up")["data"]["result"]
-            if len(up) != 7 or not all(r["value"][1] == "1" for r in up):
-                return False  # exporter, 2 APIs, 2 Prometheus, 2 Alertmanagers
+            if len(up) != 8 or not all(r["value"][1] == "1" for r in up):
+                return False  # exporter, 2 APIs, 2 Prometheus, 2 Alertmanagers, HAProxy
         return True
 
     def safe_redundant(self) -> bool:

@@ -247,7 +247,7 @@ def monitoring_pair(ports: HaPorts, var: Path, options: HaOptions) -> list[Servi
     targets = Targets(exporter=f"{LOOPBACK}:{ports.exporter}",
                       api=(f"{LOOPBACK}:{ports.api_a}", f"{LOOPBACK}:{ports.api_b}"),
                       prometheus=(f"{LOOPBACK}:{ports.prometheus_a}", f"{LOOPBACK}:{ports.prometheus_b}"),
-                      alertmanager=managers)
+                      alertmanager=managers, haproxy=f"{LOOPBACK}:{ports.haproxy_stats}")
     out: list[Service] = []
     for replica, port in zip(REPLICAS, (ports.prometheus_a, ports.prometheus_b), strict=True):
         config = monitoring / f"prometheus-{replica}.yml"

@@ -46,6 +46,9 @@ class Targets:
     api: Addresses
     prometheus: Addresses
     alertmanager: Addresses
+    #: HAProxy's metrics (HA only): the API availability SLI is then measured at the edge
+    #: (scripts/promconfig/recording.py api_client_error_ratio). Empty: no such job.
+    haproxy: Addresses = ()
 
     def of(self, job: str) -> list[str]:
         """The addresses of ``job`` (a field name) as a list."""
@@ -54,7 +57,7 @@ class Targets:
 
     @property
     def jobs(self) -> tuple[str, ...]:
-        return tuple(f.name for f in fields(self))
+        return tuple(f.name for f in fields(self) if self.of(f.name))
 
 
 #: The docker-compose stack: service names on the internal network, contract ports.
@@ -74,7 +77,8 @@ REPLICA_LABEL: Final = "prometheus_replica"
 HA_REPLICAS: Final = ("a", "b")
 HA_TARGETS: Final = Targets(exporter="exporter:9108", api=("api:5001", "api-b:5001"),
                             prometheus=("prometheus:9090", "prometheus-b:9090"),
-                            alertmanager=("alertmanager:9093", "alertmanager-b:9093"))
+                            alertmanager=("alertmanager:9093", "alertmanager-b:9093"),
+                            haproxy="haproxy:8404")
 HA_DIR: Final = ROOT / "prometheus" / "ha"
 #: The HA configs sit in prometheus/ha/ under the same /etc/prometheus mount: rules one level up.
 HA_RULE_FILES: Final = ("../rules/*.yml",)

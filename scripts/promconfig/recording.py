@@ -33,6 +33,42 @@ def api_error_ratio(window: str) -> str:
 clamp_min(sum by (job) (rate(bybit_api_requests_total[{window}])), {TINY_RATE})"""
 
 
+#: The HA deployment's load balancer (deploy/haproxy/haproxy.cfg): its scrape job and the
+#: frontend that carries the clients' API requests.
+EDGE_JOB: Final = "haproxy"
+EDGE_FRONTEND: Final = "api"
+
+
+def api_edge_error_ratio(window: str) -> str:
+    """Share of the clients' requests HAProxy answered 5xx over ``window``, labelled ``job="api"``.
+
+    What the clients saw: a replica's 503 that HAProxy retried on the other replica is not in it.
+    """
+    sel = f'job="{EDGE_JOB}",proxy="{EDGE_FRONTEND}"'
+    return f"""label_replace(
+  (
+    sum by (job) (rate(haproxy_frontend_http_responses_total{{{sel},code="5xx"}}[{window}]))
+    or
+    0 * sum by (job) (rate(haproxy_frontend_http_requests_total{{{sel}}}[{window}]))
+  )
+  /
+  clamp_min(sum by (job) (rate(haproxy_frontend_http_requests_total{{{sel}}}[{window}])), {TINY_RATE}),
+  "job", "api", "job", ".*"
+)"""
+
+
+def api_client_error_ratio(window: str) -> str:
+    """The availability SLI: measured at the load balancer where there is one, else at the API.
+
+    Behind HAProxy the replicas' own 5xx overstate what clients see (a replica restarting with an
+    empty cache during a Redis failover answers 503, HAProxy retries it on the other one and the
+    client gets 200: the failover drill paged for that with no client error). The edge series is
+    relabelled ``job="api"`` so that ``or`` keeps it instead of the replicas' ratio; without a
+    scraped HAProxy (the single-node stack) the API's own ratio is the SLI, as before.
+    """
+    return f"(\n{api_edge_error_ratio(window)}\n)\nor\n(\n{api_error_ratio(window)}\n)"
+
+
 def api_latency_p95(window: str) -> str:
     """p95 of API request durations over ``window``; no sample, rather than NaN, without requests.
 

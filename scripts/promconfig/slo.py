@@ -20,7 +20,7 @@ from typing import Final
 from scripts.promconfig.durations import format_duration, parse_duration
 from scripts.promconfig.model import DEFAULT_RUNBOOK_BASE, AlertTemplate, RecordingRule, RuleGroup, Severity
 from scripts.promconfig.placeholders import promql_number
-from scripts.promconfig.recording import api_error_ratio
+from scripts.promconfig.recording import api_client_error_ratio
 from scripts.promconfig.thresholds import AlertParams, BurnWindow, SloSettings, ThresholdSet
 
 ERROR_RATIO: Final = "slo:bybit_sli_error:ratio_rate"
@@ -62,7 +62,8 @@ OBJECTIVE_WORDS: Final = {
 }
 
 SLOS: Final[tuple[Slo, ...]] = (
-    Slo("api_availability", "ApiAvailability", "api_availability", "API availability", api_error_ratio),
+    Slo("api_availability", "ApiAvailability", "api_availability", "API availability",
+        api_client_error_ratio),
     Slo("ingest_uptime", "IngestUptime", "ingest", "Ingest uptime",
         lambda w: f"1 - avg by (job) (avg_over_time(job:bybit_ingest_up:max[{w}]))"),
     Slo("data_freshness", "DataFreshness", "data_flow", "Data freshness",
