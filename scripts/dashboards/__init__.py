@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 from grafana_foundation_sdk.models import dashboard as dm
 
@@ -37,12 +37,9 @@ class DashboardFile:
     filename: str
     build: Callable[[], dm.Dashboard]
 
-    def render(self) -> dict[str, Any]:
-        return to_json(self.build())
-
     def dump(self) -> str:
         """Stable text: sorted keys, two-space indent, trailing newline (reviewable diffs)."""
-        return json.dumps(self.render(), indent=2, sort_keys=True) + "\n"
+        return json.dumps(to_json(self.build()), indent=2, sort_keys=True) + "\n"
 
 
 DASHBOARDS: Final = (

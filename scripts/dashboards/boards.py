@@ -95,7 +95,7 @@ def overview() -> dm.Dashboard:
 
 
 def ingest() -> dm.Dashboard:
-    """Ingest: connections, subscriptions, message flow and lag, errors, writes, the process."""
+    """Ingest: replicas, connections, subscriptions, message flow and lag, errors, writes, the process."""
     return dashboard(
         "bybit-ingest", "Bybit Options Tracker / Ingest",
         "The ingest worker: connections, subscriptions, message flow and lag, errors, writes.",
