@@ -33,6 +33,15 @@ import pytest
 LOOPBACK = "127.0.0.1"
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (a zombie counts: reap your own children first)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def free_port() -> int:
     """A TCP port on loopback that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

@@ -23,7 +23,7 @@ from scripts.hastack import (
     sentinel_config,
 )
 from scripts.localstack import parse_args
-from tests.servers import binary_or_skip, python_env, repo_root, wait_until
+from tests.servers import binary_or_skip, pid_alive, python_env, repo_root, wait_until
 
 
 def _settings(conf: str) -> dict[str, list[str]]:
@@ -70,14 +70,6 @@ def _get_json(url: str) -> Any:
         return json.loads(resp.read())
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 @pytest.mark.slow
 def test_run_ha_serves_options_through_haproxy_with_both_replicas_streaming_and_stops_cleanly(
     tmp_path: Path,
@@ -120,7 +112,7 @@ def test_run_ha_serves_options_through_haproxy_with_both_replicas_streaming_and_
                 "prometheus-b", "alertmanager-b"} <= set(pids)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 0
-        alive = {n: p for n, p in pids.items() if _pid_alive(p)}
+        alive = {n: p for n, p in pids.items() if pid_alive(p)}
         assert not alive, f"left running after Ctrl-C: {alive}"
     finally:
         _stop_everything(proc, var / "localstack.json")
@@ -142,7 +134,7 @@ def _stop_everything(proc: subprocess.Popen[bytes], state_file: Path) -> None:
             proc.wait(timeout=10)
     if state_file.exists():
         for pid in json.loads(state_file.read_text())["pids"].values():
-            if _pid_alive(pid):
+            if pid_alive(pid):
                 os.kill(pid, signal.SIGKILL)
 
 

@@ -28,7 +28,7 @@ from ingest.sink import TickerSink
 from ingest.stats import Counters
 from tests.fixtures_components import IngestHandle, keys_outside_layout, quiesce, truth_mismatches
 from tests.fixtures_simulator import SimulatorHandle
-from tests.servers import RedisServer, repo_root, wait_until
+from tests.servers import RedisServer, pid_alive, repo_root, wait_until
 
 SimFactory = Callable[..., SimulatorHandle]
 IngestFactory = Callable[..., IngestHandle]
@@ -109,14 +109,6 @@ def _heartbeat_pid(ingest: IngestHandle, replica: str) -> int:
         return int(r.hget(keys.replica_heartbeat_key(replica), keys.F_HB_PID) or 0)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 @pytest.mark.slow
 def test_two_workers_share_the_feed_restart_when_killed_and_stop_together(
         redis_server: RedisServer, simulator_factory: SimFactory, ingest_factory: IngestFactory) -> None:
@@ -159,4 +151,4 @@ def test_two_workers_share_the_feed_restart_when_killed_and_stop_together(
     live = [_heartbeat_pid(ingest, w) for w in workers]
     ingest.signal(signal.SIGTERM)
     assert ingest.wait(25) == 0
-    assert not any(_pid_alive(pid) for pid in live), "every worker stopped with the supervisor"
+    assert not any(pid_alive(pid) for pid in live), "every worker stopped with the supervisor"

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from scripts.localstack import Ports, RestartPolicy, monitoring_services, parse_args, shown_url
-from tests.servers import PrometheusServer, free_port, python_env, repo_root, wait_until
+from tests.servers import PrometheusServer, free_port, pid_alive, python_env, repo_root, wait_until
 
 
 def test_restart_policy_backs_off_on_crash_loops_and_forgives_healthy_runs() -> None:
@@ -51,14 +51,6 @@ def _get_json(url: str) -> Any:
         return json.loads(resp.read())
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 @pytest.mark.slow
 def test_local_stack_serves_options_restarts_a_killed_ingest_and_stops_cleanly(tmp_path: Path) -> None:
     ports = {name: free_port() for name in
@@ -89,7 +81,7 @@ def test_local_stack_serves_options_restarts_a_killed_ingest_and_stops_cleanly(t
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=20) == 0
         final = json.loads(state_file.read_text())["pids"]
-        alive = {n: p for n, p in {**pids, **final}.items() if _pid_alive(p)}
+        alive = {n: p for n, p in {**pids, **final}.items() if pid_alive(p)}
         assert not alive, f"left running after Ctrl-C: {alive}"
     finally:
         if proc.poll() is None:  # a failure: the supervisor's own stop, so no child is orphaned
