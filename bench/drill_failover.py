@@ -559,12 +559,11 @@ FINDINGS = """Found by this drill and fixed in the product:
   and answered 503 itself (14 of 76 requests). It now checks `/healthz` and retries a 503 on the
   other replica; the replicas answer from their cache meanwhile (0 failed).
 
-Open: losing a whole host can page `ApiAvailabilityBudgetBurnFast` although no client request
-failed. The restarted API replica, with an empty cache, answers 503 while Redis fails over;
-HAProxy retries those on the other replica, so users see 200, but the availability SLO counts
-each replica's 5xx. In the HA deployment availability should be measured where users meet the
-service, at HAProxy (`haproxy_backend_http_responses_total`), not per replica; until then this
-page is a false positive, and the drill reports it as a failure rather than hiding it."""
+- Losing a whole host paged `ApiAvailabilityBudgetBurnFast` although no client request failed:
+  the restarted API replica, its cache empty, answered 503 while Redis failed over, HAProxy
+  retried those on the other replica (users saw 200), and the availability SLO counted each
+  replica's 5xx. Both Prometheus now scrape HAProxy and the SLI is its `api` frontend's 5xx
+  ratio, what clients saw (docs/alerting.md, SLOs): the host loss pages nothing."""
 
 
 def render(outcomes: list[Outcome], drill: Drill) -> str:
