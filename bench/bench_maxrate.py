@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import io
 import json
 import os
@@ -129,9 +130,8 @@ def watched_ingest(stall_file: Path, *, uvloop: bool = False) -> int:
     from ingest.__main__ import main as ingest_main
 
     if uvloop:
-        import uvloop as uv
-
-        uv.install()
+        # Not a dependency of the project: only measured where someone installed it.
+        importlib.import_module("uvloop").install()
 
     real_main = ingest.app.main
 

@@ -107,7 +107,7 @@ class Layout:
         pipe.execute()
         return written
 
-    def stats(self, *, replica: str = keys.DEFAULT_REPLICA, **fields: Any) -> None:
+    def stats(self, replica: str = keys.DEFAULT_REPLICA, /, **fields: Any) -> None:
         """A replica's ``stats:replica:<name>`` as a running ingest writes it (every field), ``fields``
         overriding; the default replica also writes them into ``stats:global``, as the ingest does."""
         doc: dict[str, Any] = {

@@ -46,7 +46,7 @@ async def scrape(url: str) -> Exposition:
 def replica(layout: Layout, name: str, *, now: float, messages: int, connected: int = 2) -> None:
     """What a live replica writes: heartbeat, stats (with per-coin messages), lag histogram."""
     layout.heartbeat(ts=now, rss_bytes=10_000_000 + messages, replica=name)
-    layout.stats(replica=name, **{keys.F_WS_CONNECTED: connected, keys.F_WS_CONNECTIONS: 2,
+    layout.stats(name, **{keys.F_WS_CONNECTED: connected, keys.F_WS_CONNECTIONS: 2,
                                   keys.F_RECONNECTS: messages // 10, keys.messages_field("BTC"): messages})
     layout.lag([0.01] * messages, replica=name)
 
