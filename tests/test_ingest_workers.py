@@ -138,6 +138,10 @@ def test_two_workers_share_the_feed_restart_when_killed_and_stop_together(
     assert _heartbeat_pid(ingest, "main-w1") == pids["main-w1"], "the other worker was left alone"
     wait_until(lambda: sim.state()["counters"]["subscriptions"] == len(listed), timeout=30,
                what="the restarted worker's topics subscribed again")
+    # Pushes while it was down went to nobody: let a few cycles reach the restarted worker
+    # before the feed stops (as test_ingest_faults' settle_and_compare does).
+    cycles = sim.state()["counters"]["push_cycles"]
+    wait_until(lambda: sim.state()["counters"]["push_cycles"] >= cycles + 3, timeout=10, what="3 push cycles")
 
     quiesce(sim)
     truth = sim.truth()
