@@ -29,6 +29,7 @@ from typing import Any, Final
 
 import yaml
 
+from scripts.promconfig.generated import stale_files, write_files
 from scripts.promconfig.model import DEFAULT_RUNBOOK_BASE
 from scripts.promconfig.rules import render_rule_files
 from scripts.promconfig.thresholds import ROOT, ThresholdSet
@@ -131,23 +132,9 @@ def render_kubernetes(thresholds: ThresholdSet | None = None, *,
 
 def write_kubernetes(out_dir: Path = KUBE_DIR, rendered: Mapping[str, str] | None = None) -> list[Path]:
     """Write the manifests (default: :func:`render_kubernetes`) into ``out_dir``; returns their paths."""
-    files = rendered if rendered is not None else render_kubernetes()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, text in files.items():
-        path = out_dir / name
-        path.write_text(text, encoding="utf-8")
-        written.append(path)
-    return written
+    return write_files(out_dir, rendered if rendered is not None else render_kubernetes())
 
 
 def stale_kubernetes_files(out_dir: Path = KUBE_DIR, rendered: Mapping[str, str] | None = None) -> list[str]:
     """Manifests in ``out_dir`` that differ from the rendering, are missing, or are not generated."""
-    expected = rendered if rendered is not None else render_kubernetes()
-    present = {p.name for p in out_dir.glob("*.yaml")} if out_dir.is_dir() else set()
-    out = present - set(expected)
-    for name, text in expected.items():
-        path = out_dir / name
-        if not path.is_file() or path.read_text(encoding="utf-8") != text:
-            out.add(name)
-    return sorted(out)
+    return stale_files(out_dir, rendered if rendered is not None else render_kubernetes(), "*.yaml")

@@ -16,6 +16,7 @@ from typing import Final
 
 from scripts.promconfig import recording, slo
 from scripts.promconfig.catalogue import CATALOGUE, HEARTBEAT
+from scripts.promconfig.generated import stale_files, write_files
 from scripts.promconfig.model import DEFAULT_RUNBOOK_BASE, AlertTemplate, RuleGroup
 from scripts.promconfig.placeholders import placeholders
 from scripts.promconfig.thresholds import ROOT, AlertParams, ThresholdError, ThresholdSet, load_thresholds
@@ -80,22 +81,9 @@ def render_rule_files(thresholds: ThresholdSet | None = None, *,
 def write_rule_files(out_dir: Path = RULES_DIR, thresholds: ThresholdSet | None = None, *,
                      runbook_base: str = DEFAULT_RUNBOOK_BASE) -> list[Path]:
     """Write the rule files into ``out_dir`` (created if needed); returns their paths."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, text in render_rule_files(thresholds, runbook_base=runbook_base).items():
-        path = out_dir / name
-        path.write_text(text, encoding="utf-8")
-        written.append(path)
-    return written
+    return write_files(out_dir, render_rule_files(thresholds, runbook_base=runbook_base))
 
 
 def stale_rule_files(out_dir: Path = RULES_DIR, rendered: Mapping[str, str] | None = None) -> list[str]:
     """Names of rule files in ``out_dir`` that differ from the rendering, are missing or are extra."""
-    expected = rendered if rendered is not None else render_rule_files()
-    present = {p.name for p in out_dir.glob("*.yml")}
-    out = present - set(expected)
-    for name, text in expected.items():
-        path = out_dir / name
-        if not path.is_file() or path.read_text(encoding="utf-8") != text:
-            out.add(name)
-    return sorted(out)
+    return stale_files(out_dir, rendered if rendered is not None else render_rule_files(), "*.yml")
