@@ -114,7 +114,7 @@ class Supervisor:
         code = worker.process.exitcode
         ran = now - worker.started
         worker.failures = 0 if ran >= RESET_AFTER else worker.failures + 1
-        delay = min(RESTART_DELAY_MAX, 2.0 ** max(0, worker.failures - 1)) if worker.failures else 1.0
+        delay = min(RESTART_DELAY_MAX, 2.0 ** max(0, worker.failures - 1))  # 1, 1, 2, 4 ... 30 s
         worker.due = now + delay
         worker.restarts += 1
         worker.process.close()
