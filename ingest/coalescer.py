@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from common.keys import OPTION_PREFIX
+from ingest.canonical import hset_line
 from ingest.resp import hset_ticker
 
 
@@ -32,7 +33,7 @@ class Entry:
 
     # Positional on purpose: one is made per frame, and keyword arguments cost more.
     def __init__(self, coin: str, ts: int, recv_ms: int, command: bytes | None,  # noqa: PLR0917
-                 data: Mapping[str, str] | None = None, symbol: str = "") -> None:
+                 data: Mapping[str, str] | bytes | None = None, symbol: str = "") -> None:
         self.coin = coin
         self.ts = ts  # exchange ms
         self.recv_ms = recv_ms  # arrival ms
@@ -42,12 +43,21 @@ class Entry:
 
     @property
     def command(self) -> bytes:
-        """``HSET option:{SYMBOL} ...`` as RESP, rendered on first use (then the dict is dropped)."""
+        """``HSET option:{SYMBOL} ...``, rendered on first use (then the ticker is dropped).
+
+        RESP from a validated dict; an inline command from the ``data`` bytes of a frame of
+        Bybit's own shape (:mod:`ingest.canonical`).
+        """
         command = self._command
         if command is None:
-            assert self._data is not None
-            command = self._command = hset_ticker(OPTION_PREFIX + self._symbol, self._data, self.ts,
-                                                  self.recv_ms)
+            data = self._data
+            assert data is not None
+            key = OPTION_PREFIX + self._symbol
+            if type(data) is bytes:
+                command = hset_line(key.encode(), data, self.ts, self.recv_ms)
+            else:
+                command = hset_ticker(key, data, self.ts, self.recv_ms)  # type: ignore[arg-type]
+            self._command = command
             self._data = None
         return command
 
@@ -86,10 +96,13 @@ class Coalescer:
         self._dirty[symbol] = None
         return True
 
-    def put_ticker(self, symbol: str, coin: str, ts: int, recv_ms: int, data: Mapping[str, str]) -> bool:
+    def put_ticker(self, symbol: str, coin: str, ts: int, recv_ms: int,
+                   data: Mapping[str, str] | bytes) -> bool:
         """Keep this validated ticker (rendered at its flush) unless a newer one is already held.
 
-        The per-frame path: one dict lookup, one small object, two dict stores.
+        ``data``: the validated dict, or the ``data`` object's bytes of a frame that matched
+        :data:`ingest.canonical.CANONICAL`. The per-frame path: one dict lookup, one small
+        object, two dict stores.
         """
         current = self.latest.get(symbol)
         if current is not None and ts < current.ts:

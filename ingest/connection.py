@@ -49,6 +49,7 @@ from common import errors
 from common.config import Settings
 from common.logs import LogThrottle
 from ingest import frames
+from ingest.canonical import CANONICAL
 from ingest.frames import Ticker
 from ingest.reconnect import ReconnectPolicy
 from ingest.sink import TickerSink
@@ -274,12 +275,30 @@ class Connection:
                 ws.on_message = None
 
     def _message_handler(self) -> Callable[[bytes | str], None]:
-        """The per-message work, as one closure over everything it needs (called per frame)."""
+        """The per-message work, as one closure over everything it needs (called per frame).
+
+        A frame of Bybit's own shape (:data:`ingest.canonical.CANONICAL`) of a symbol this
+        connection owns, with a sane ``ts``, goes to the sink as bytes; every other frame (and
+        any that fails one of those checks) is decided by :func:`ingest.frames.decode`.
+        """
         decode, accept, wall, clock = frames.decode, self.sink.accept, time.time, self._clock
+        accept_canonical, canonical = self.sink.accept_canonical, CANONICAL.fullmatch
         owned, coin_of, other = self.subs.wanted, self.coin_of, self._other
+        max_age, max_lead = frames.MAX_TS_AGE_MS, frames.MAX_TS_LEAD_MS
 
         def on_message(raw: bytes | str) -> None:
             now_ms = int(wall() * 1000)
+            match = canonical(raw) if type(raw) is bytes else None
+            if match is not None:
+                symbol_bytes, ts_text, data = match.group(1, 2, 3)
+                symbol = symbol_bytes.decode()
+                coin = coin_of.get(symbol)
+                ts = int(ts_text)
+                if coin is not None and symbol in owned and now_ms - max_age <= ts <= now_ms + max_lead:
+                    self._last_data = clock()
+                    self._delivered = True
+                    accept_canonical(symbol, coin, ts, now_ms, data)
+                    return
             frame = decode(raw, owned=owned, now_ms=now_ms)
             if type(frame) is Ticker:
                 coin = coin_of.get(frame.symbol)

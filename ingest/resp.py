@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from typing import Final
 
 from common import keys
+from ingest import canonical
 from ingest.frames import TICKER_FIELDS
 
 
@@ -111,6 +112,7 @@ local function put_ticker(keys, args)
 end
 redis.register_function{{function_name='{PUT_TICKER}', callback=put_ticker}}
 """
+_PUT_TICKER: Final = PUT_TICKER.encode()
 _FCALL_HEAD: Final = _bulk(b"FCALL") + _bulk(PUT_TICKER.encode()) + _bulk(b"1")
 _HSET_HEAD_LEN: Final = len(_HSET)
 
@@ -119,8 +121,11 @@ def guarded(hset: bytes, ts: int, ttl: int) -> bytes:
     """The ``HSET`` of :func:`hset_ticker` as ``FCALL put_ticker 1 key ts ttl <field value>...``.
 
     Spliced from the rendered command (header, key bulk, pairs) rather than rendered again, so the
-    guard costs one bytes join per write on top of the script's run in Redis.
+    guard costs one bytes join per write on top of the script's run in Redis. An inline ``HSET``
+    (:func:`ingest.canonical.hset_line`) becomes an inline ``FCALL``.
     """
+    if canonical.is_inline(hset):
+        return canonical.guarded_line(hset, ts, ttl, _PUT_TICKER)
     count_end = hset.index(b"\r\n")
     count = int(hset[1:count_end])
     key_start = count_end + 2 + _HSET_HEAD_LEN

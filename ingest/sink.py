@@ -40,3 +40,14 @@ class TickerSink:
         if len(data) != _COMPLETE:
             data = {**_BLANK, **data}
         self.coalescer.put_ticker(ticker.symbol, coin, ticker.ts, recv_ms, data)
+
+    def accept_canonical(self, symbol: str, coin: str, ts: int, recv_ms: int, data: bytes) -> None:
+        """A frame of Bybit's own shape (:mod:`ingest.canonical`): ``data`` is its object's bytes.
+
+        Every field is there by that shape, so nothing needs blanking.
+        """
+        counters = self.counters
+        counters.messages += 1
+        counters.messages_by_coin[coin] += 1
+        self.lag.observe((recv_ms - ts) / 1000.0)
+        self.coalescer.put_ticker(symbol, coin, ts, recv_ms, data)

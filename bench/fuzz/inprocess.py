@@ -15,7 +15,10 @@ For each case it checks:
   fields and timestamp for an accepted ticker, an allowed error type for a rejected one;
 - an accepted ticker's RESP command, read back by hiredis (an independent RESP parser), is
   exactly ``HSET option:<symbol> <field value>... ts <ts> recv_ts <recv>`` with every Bybit
-  field once (those the ticker lacked empty, so no older value survives in the hash).
+  field once (those the ticker lacked empty, so no older value survives in the hash);
+- a frame that :data:`ingest.canonical.CANONICAL` matches (the connection then skips
+  :func:`~ingest.frames.decode`) is one ``decode`` accepts, and its inline ``HSET`` names the
+  same fields and values as the RESP one (:func:`inline_args` reads it as Redis would).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from common import errors, keys
 from common.config import load_settings
 from common.symbols import is_valid_symbol
 from ingest import frames
+from ingest.canonical import CANONICAL, hset_line
 from ingest.coalescer import Coalescer
 from ingest.connection import Connection
 from ingest.frames import REQUIRED_FIELDS, CommandAnswer, Pong, Rejected, Ticker
@@ -59,6 +63,8 @@ class FrameTally:
     unlisted: Counter[str] = field(default_factory=Counter)  # error types outside ERROR_TYPES
     mismatches: Counter[str] = field(default_factory=Counter)  # case kind -> outcome not as predicted
     resp_mismatches: int = 0
+    canonical: int = 0  # frames of Bybit's own shape (the connection's fast path)
+    canonical_mismatches: int = 0  # ...whose fast-path verdict or inline HSET differs from decode's
     answers_replayed: int = 0
     examples: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -83,6 +89,25 @@ def _resp_matches(command: bytes, symbol: str, ticker: Ticker, recv_ms: int) -> 
     pairs = parsed[2:]
     return (parsed[:2] == [b"HSET", keys.option_key(symbol).encode()] and len(pairs) == 2 * len(want)
             and dict(zip(pairs[::2], pairs[1::2], strict=True)) == want)
+
+
+def inline_args(line: bytes) -> list[bytes] | None:
+    """The arguments of an inline command, each bare or double-quoted without escapes (the only
+    forms :func:`ingest.canonical.hset_line` writes); None for anything else."""
+    body = line[:-2]
+    if not line.endswith(b"\r\n") or b"\r" in body or b"\n" in body:
+        return None
+    args = []
+    for token in body.split(b" "):
+        if token.startswith(b'"'):
+            if len(token) < 2 or not token.endswith(b'"') or b'"' in token[1:-1] or b"\\" in token:
+                return None
+            args.append(token[1:-1])
+        elif not token or b'"' in token or b"\\" in token:
+            return None
+        else:
+            args.append(token)
+    return args
 
 
 def _ticker_invariants(ticker: Ticker, owned: frozenset[str]) -> str | None:
@@ -136,6 +161,10 @@ class InProcessTarget:
         now_ms = int(time.time() * 1000)
         frame = frames.decode(case.raw, owned=self.owned, now_ms=now_ms)
         tally = self.tally
+        match = CANONICAL.fullmatch(case.raw) if isinstance(case.raw, bytes) else None
+        if match is not None:
+            tally.canonical += 1
+            self._canonical(case, (match[1], match[2], match[3]), frame, now_ms)
         if type(frame) is Ticker:
             tally.outcomes["accepted"] += 1
             self._accepted(case, frame, now_ms)
@@ -177,6 +206,26 @@ class InProcessTarget:
         if not _resp_matches(entry.command, ticker.symbol, ticker, now_ms):
             self.tally.resp_mismatches += 1
             self.tally.keep(f"resp mismatch for {case.raw[:200]!r}: {entry.command[:300]!r}")
+
+    def _canonical(self, case: Case, groups: tuple[bytes, bytes, bytes], frame: frames.Frame,
+                   now_ms: int) -> None:
+        """The fast path's verdict must be decode's: same symbol, ts, and the same stored fields."""
+        symbol, ts, data = groups[0].decode(), int(groups[1]), groups[2]
+        if symbol not in self.owned or not -frames.MAX_TS_LEAD_MS <= now_ms - ts <= frames.MAX_TS_AGE_MS:
+            return  # the connection sends such a frame to decode too
+        if type(frame) is not Ticker or (frame.symbol, frame.ts) != (symbol, ts):
+            self.tally.canonical_mismatches += 1
+            self.tally.keep(f"canonical frame decoded as {frame!r}"[:400])
+            return
+        args = inline_args(hset_line(keys.option_key(symbol).encode(), data, ts, now_ms))
+        want = [b"HSET", keys.option_key(symbol).encode()]
+        for name in frames.TICKER_FIELDS:
+            want += (name.encode(), frame.data.get(name, "").encode())
+        want += (keys.F_OPTION_TS.encode(), str(ts).encode(),
+                 keys.F_OPTION_RECV_TS.encode(), str(now_ms).encode())
+        if args != want:
+            self.tally.canonical_mismatches += 1
+            self.tally.keep(f"canonical inline HSET differs for {case.raw[:200]!r}: {args!r}"[:400])
 
     def _replay_answer(self, answer: CommandAnswer) -> None:
         """The same answer, as if it answered a request in flight (hostile ret_msg/topics)."""

@@ -36,6 +36,11 @@ def failures(f: Findings) -> list[str]:
             out.append(f"in-process: outcomes other than the rules predict {dict(t.mismatches)}")
         if t.resp_mismatches:
             out.append(f"in-process: {t.resp_mismatches} RESP commands not read back as written")
+        if t.canonical_mismatches:
+            out.append(f"in-process: {t.canonical_mismatches} frames of Bybit's shape whose fast path "
+                       "disagrees with decode (verdict or inline HSET)")
+        if t.canonical == 0:
+            out.append("in-process: no case had Bybit's own shape (the fast path went unchecked)")
     if f.wire is not None:
         w = f.wire
         if w.corrupted:
@@ -78,7 +83,9 @@ def summary(f: Findings) -> str:
         t = f.frames
         rows.append(f"| frames in-process (decode, sink, RESP, answers) | {_n(t.inputs)} | "
                     f"{sum(t.crashes.values())} | {sum(t.mismatches.values()) + len(t.unlisted)} | "
-                    f"{t.resp_mismatches} RESP | {t.answers_replayed:,} answers replayed | {t.seconds:.1f} |")
+                    f"{t.resp_mismatches} RESP, {t.canonical_mismatches} fast path | "
+                    f"{t.answers_replayed:,} answers replayed, {t.canonical:,} of Bybit's shape | "
+                    f"{t.seconds:.1f} |")
     if f.wire is not None:
         w = f.wire
         running = "running" if w.ingest_running else "EXITED"
