@@ -74,8 +74,9 @@ def ticker(symbol: str, ts: int, i: int) -> bytes:
             "volume24h": "26.55", "totalVolume": "86", "totalTurnover": "1437431", "delta": "0.047831",
             "gamma": "0.00021453", "vega": "0.81351067", "theta": "-19.9115368",
             "predictedDeliveryPrice": "0", "change24h": "-0.33333334"}
+    # Bybit's key order (tests/data/bybit/ws_ticker_option_*.json), as the simulator writes it.
     return orjson.dumps({"id": f"tickers.{symbol}-{i}-{ts}", "topic": f"tickers.{symbol}", "ts": ts,
-                         "type": "snapshot", "data": data})
+                         "data": data, "type": "snapshot"})
 
 
 def encoded(frames: list[bytes], chunk: int = 64) -> list[bytes]:

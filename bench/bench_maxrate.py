@@ -299,6 +299,13 @@ def _write_and_exit(out: Path, result: dict[str, float]) -> None:
 
 # --- measuring the ingest from outside -------------------------------------------------------------
 
+_READ_TS: Final = """
+local out = {}
+for i, key in ipairs(KEYS) do out[i] = redis.call('HGET', key, ARGV[1]) or false end
+return out
+"""
+
+
 class LagSampler:
     """Polls a sample of option hashes' ``ts``; each change seen is a write, its lag now - ts."""
 
@@ -320,12 +327,12 @@ class LagSampler:
 
     def _run(self) -> None:
         last: dict[str, bytes] = {}
-        field_ts = keys.F_OPTION_TS
+        # One script call per poll: a redis-py pipeline of 200 HGETs every 10 ms cost the bench
+        # process a third of a core, on the same 2 cores as the feed and the consumer it measures.
+        read_ts = self.r.register_script(_READ_TS)
+        names = [keys.option_key(s) for s in self.symbols]
         while not self._stop.is_set():
-            pipe = self.r.pipeline(transaction=False)
-            for s in self.symbols:
-                pipe.hget(keys.option_key(s), field_ts)
-            values = pipe.execute()
+            values = read_ts(keys=names, args=[keys.F_OPTION_TS])
             now_ms = time.time() * 1000
             for s, v in zip(self.symbols, values, strict=True):
                 if v is not None and v != last.get(s):
@@ -336,13 +343,24 @@ class LagSampler:
 
 
 @contextmanager
-def started(argv: list[str], log: Path, env: dict[str, str]) -> Iterator[ManagedProcess]:
-    proc = ManagedProcess(argv, log, env=env, cwd=str(repo_root()))
+def started(argv: list[str], log: Path, env: dict[str, str],
+            cwd: Path | None = None) -> Iterator[ManagedProcess]:
+    """``argv`` running in ``cwd`` (default: this checkout, which ``python -m`` puts first on sys.path)."""
+    proc = ManagedProcess(argv, log, env=env, cwd=str(cwd or repo_root()))
     proc.start()
     try:
         yield proc
     finally:
         proc.stop()
+
+
+def _check_imports_from(tree: Path, env: dict[str, str]) -> None:
+    """Fail loudly unless a Python started in ``tree`` with ``env`` imports the ingest of ``tree``."""
+    probe = subprocess.run([sys.executable, "-c", "import ingest; print(ingest.__file__)"], cwd=tree, env=env,
+                           capture_output=True, text=True, check=True)
+    if not probe.stdout.strip().startswith(str(tree)):
+        raise RuntimeError(f"the release tree {tree} does not shadow this checkout's ingest: "
+                           f"{probe.stdout!r}")
 
 
 def release_tree(workdir: Path, rev: str, repo: Path) -> Path:
@@ -370,7 +388,11 @@ def measure_ingest(workdir: Path, redis_server: RedisServer, *, rest_url: str, w
     r = redis_server.client()
     r.flushall()
     name = "release" if release is not None else "ingest-uvloop" if uvloop else "ingest"
-    with started(argv, workdir / f"{name}-{time.monotonic_ns()}.log", env) as proc:
+    # The release runs in its own tree: ``python -m`` puts the working directory before PYTHONPATH,
+    # so from this checkout it would import this checkout's ingest (as the runs before 2026-12-02 did).
+    if release is not None:
+        _check_imports_from(release, env)
+    with started(argv, workdir / f"{name}-{time.monotonic_ns()}.log", env, cwd=release) as proc:
         assert proc.proc is not None
         pid = proc.proc.pid
         wait_until(lambda: stat(r, keys.F_REDIS_WRITES) >= len(symbols) or None, timeout=60,
