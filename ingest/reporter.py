@@ -21,6 +21,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from typing import Final
 
 from common import errors, keys
 from common.logs import LogThrottle
@@ -32,6 +33,19 @@ from ingest.store import RedisUnavailable, Store
 from ingest.writer import Writer
 
 log = logging.getLogger("ingest.reporter")
+
+
+#: :meth:`Reporter._watch_shape` looks at an interval's tickers only when there were this many...
+SHAPE_MIN_TICKERS: Final = 1000
+#: ...and speaks when more than this share of them took the exact decoder.
+SHAPE_MAX_EXACT_SHARE: Final = 0.5
+
+
+def exact_share(tickers: int, exact: int) -> float | None:
+    """The share of an interval's tickers decoded the exact way, when it is worth a warning (else None)."""
+    if tickers < SHAPE_MIN_TICKERS or exact <= tickers * SHAPE_MAX_EXACT_SHARE:
+        return None
+    return exact / tickers
 
 
 class Reporter:
@@ -52,6 +66,7 @@ class Reporter:
         self.run_id: str | None = None
         self._throttle = LogThrottle(period=60.0, burst=2)
         self._wrote_heartbeat = False
+        self._shape_mark = (counters.messages, counters.exact_tickers)
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -82,8 +97,27 @@ class Reporter:
                                               "other_pid": pid, "other_started_at": started,
                                               "suppressed": suppressed})
 
+    def _watch_shape(self) -> None:
+        """Say so when most tickers stopped coming in Bybit's documented shape (once a minute at most).
+
+        They are still validated and stored, by :func:`ingest.frames.decode`, but each then costs
+        about twice the CPU (:mod:`ingest.canonical`): a change on Bybit's side (a new field, another
+        key order) would otherwise show only as a CPU alert.
+        """
+        c = self.counters
+        share = exact_share(c.messages - self._shape_mark[0], c.exact_tickers - self._shape_mark[1])
+        self._shape_mark = (c.messages, c.exact_tickers)
+        if share is None:
+            return
+        allowed, suppressed = self._throttle.allow("shape")
+        if allowed:
+            log.warning("most tickers are not in Bybit's documented shape: each takes the exact decoder, "
+                        "at about twice the CPU (a new field or key order on Bybit's side?)",
+                        extra={"exact_share": round(share, 3), "suppressed": suppressed})
+
     async def report(self) -> bool:
         """One round: stats out, INFO in. False when Redis could not be reached."""
+        self._watch_shape()
         try:
             counters, writer = self.counters, self.writer
             if self._wrote_heartbeat:

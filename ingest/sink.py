@@ -34,6 +34,7 @@ class TickerSink:
     def accept(self, ticker: Ticker, coin: str, recv_ms: int) -> None:
         counters = self.counters
         counters.messages += 1
+        counters.exact_tickers += 1
         counters.messages_by_coin[coin] += 1
         self.lag.observe((recv_ms - ticker.ts) / 1000.0)
         data = ticker.data  # only known fields (the decoder drops the rest): complete when all there

@@ -34,6 +34,7 @@ class Counters:
     coins: tuple[str, ...]
     started_at: float = field(default_factory=time.time)
     messages: int = 0
+    exact_tickers: int = 0  # of ``messages``, those not in Bybit's own shape (ingest.canonical): decoded
     messages_by_coin: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
     reconnects: int = 0

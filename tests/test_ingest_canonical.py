@@ -8,9 +8,11 @@ fast path never taking Bybit's real frames (the ingest would silently cost twice
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any, cast
 
 import orjson
 import pytest
@@ -27,8 +29,9 @@ from ingest.coalescer import Coalescer
 from ingest.connection import Connection
 from ingest.frames import TICKER_FIELDS, Ticker, decode
 from ingest.lag import LagHistogram
+from ingest.reporter import Reporter, exact_share
 from ingest.sink import TickerSink
-from ingest.stats import Counters
+from ingest.stats import ConnectionState, Counters
 from simulator import frames as sim_frames
 from simulator import malformed
 from tests.servers import LOOPBACK, RedisServer, free_port
@@ -280,6 +283,41 @@ async def test_a_connection_takes_bybits_frames_by_the_fast_path_and_others_exac
         assert counters.messages == 1
         assert counters.messages_by_coin["BTC"] == 1
         assert coalescer.latest[SYMBOL].ts == now
+        assert counters.exact_tickers == 0
+        # A valid ticker in another key order: stored by the exact path, and counted as such.
+        reordered = {"topic": f"tickers.{SYMBOL}", "ts": now + 1, "type": "snapshot",
+                     "data": {**data, "markPrice": "5"}}
+        await ex.sockets[-1].send(orjson.dumps(reordered).decode())
+        await until(lambda: counters.messages == 2)
+        assert counters.exact_tickers == 1
+        assert not is_inline(coalescer.latest[SYMBOL].command)
     finally:
         stop.set()
         await asyncio.wait_for(task, 5)
+
+
+# --- an operator hears when Bybit's frames change shape ------------------------------------------
+
+def test_the_exact_share_speaks_only_for_a_real_majority_of_a_real_sample() -> None:
+    assert exact_share(999, 999) is None  # too few tickers to say anything
+    assert exact_share(1000, 500) is None
+    assert exact_share(1000, 501) == pytest.approx(0.501)
+    assert exact_share(0, 0) is None
+
+
+def test_the_reporter_warns_when_most_tickers_take_the_exact_decoder(
+        caplog: pytest.LogCaptureFixture) -> None:
+    counters = Counters(coins=("BTC",))
+    reporter = Reporter(store=cast(Any, None), writer=cast(Any, None), counters=counters, lag=LagHistogram(),
+                        pressure=cast(Any, None), connection_state=ConnectionState, interval=1.0,
+                        heartbeat_ttl=10.0)
+    counters.messages, counters.exact_tickers = 5000, 100
+    with caplog.at_level(logging.WARNING, logger="ingest.reporter"):
+        reporter._watch_shape()
+        assert not caplog.records
+        counters.messages, counters.exact_tickers = 10_000, 4_000  # this interval: 3,900 of 5,000
+        reporter._watch_shape()
+    assert [r.getMessage() for r in caplog.records] == [
+        "most tickers are not in Bybit's documented shape: each takes the exact decoder, at about twice "
+        "the CPU (a new field or key order on Bybit's side?)"]
+    assert caplog.records[0].__dict__["exact_share"] == 0.78
