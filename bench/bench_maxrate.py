@@ -600,6 +600,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repo", type=Path, default=None,
                         help="git repository to take --baseline-rev from (default: this checkout)")
     parser.add_argument("--no-burst", action="store_true")
+    parser.add_argument("--consumers", default=None,
+                        help=f"comma list, a subset of {','.join(CONSUMERS)} (default: all that apply)")
     parser.add_argument("--no-uvloop", action="store_true", help="leave the ingest-on-uvloop row out")
     parser.add_argument("--uvloop", action="store_true", help="watched-ingest: run on uvloop")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
@@ -632,6 +634,11 @@ def main(argv: list[str] | None = None) -> int:
     burst_symbols = 300 if quick else SYMBOLS
     consumers = [c for c in CONSUMERS if not (c == "release" and (args.no_release or quick))
                  and not (c == "ingest-uvloop" and (args.no_uvloop or quick or not _has_uvloop()))]
+    if args.consumers is not None:
+        chosen = [c for c in args.consumers.split(",") if c]
+        if not chosen or set(chosen) - set(CONSUMERS):
+            parser.error(f"--consumers: a comma list from {','.join(CONSUMERS)}")
+        consumers = [c for c in CONSUMERS if c in chosen]
     workdir = Path(tempfile.mkdtemp(prefix="bench-maxrate-"))
     release = (None if "release" not in consumers
                else release_tree(workdir, args.baseline_rev, args.repo or repo_root()))
