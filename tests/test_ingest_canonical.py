@@ -19,7 +19,6 @@ import pytest
 import redis.asyncio as aredis
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from websockets.asyncio.server import serve
 
 from bench.fuzz.inprocess import inline_args
 from common import errors, keys
@@ -34,10 +33,12 @@ from ingest.sink import TickerSink
 from ingest.stats import ConnectionState, Counters
 from simulator import frames as sim_frames
 from simulator import malformed
-from tests.servers import LOOPBACK, RedisServer, free_port
-from tests.test_ingest_connection import SYMBOL, Exchange, until
+from tests.servers import RedisServer
+from tests.test_ingest_connection import SYMBOL, Exchange, exchange, until
 from tests.test_ingest_connection import settings as conn_settings
 from tests.test_simulator_model import _market
+
+__all__ = ["exchange"]  # the fixture of tests/test_ingest_connection.py: a tiny option stream
 
 DATA_DIR = Path(__file__).parent / "data" / "bybit"
 LIVE = (DATA_DIR / "ws_ticker_option_empty_book_roq.json").read_bytes().strip()
@@ -242,14 +243,6 @@ async def test_the_guarded_inline_write_skips_an_older_ticker_like_the_resp_one(
 
 
 # --- through a real connection ------------------------------------------------------------------
-
-@pytest.fixture
-async def exchange() -> AsyncIterator[tuple[Exchange, str]]:
-    ex = Exchange()
-    port = free_port()
-    async with serve(ex.handler, LOOPBACK, port):
-        yield ex, f"ws://{LOOPBACK}:{port}/v5/public/option"
-
 
 async def test_a_connection_takes_bybits_frames_by_the_fast_path_and_others_exactly(
         exchange: tuple[Exchange, str]) -> None:

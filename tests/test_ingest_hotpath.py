@@ -15,7 +15,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from websockets.asyncio.client import connect
-from websockets.asyncio.server import serve
 
 from common import errors, keys
 from ingest.coalescer import Coalescer
@@ -27,8 +26,10 @@ from ingest.sink import TickerSink
 from ingest.stats import Counters
 from ingest.store import Store, make_redis
 from ingest.writer import Writer
-from tests.servers import LOOPBACK, RedisServer, free_port
-from tests.test_ingest_connection import SYMBOL, Exchange, Running, settings, until
+from tests.servers import RedisServer
+from tests.test_ingest_connection import SYMBOL, Exchange, Running, exchange, settings, until
+
+__all__ = ["exchange"]  # the fixture of tests/test_ingest_connection.py: a tiny option stream
 
 A = "BTC-27DEC26-100000-C"
 NOW = 1_764_640_000_000
@@ -131,15 +132,6 @@ def test_values_outside_the_fast_form_are_still_decided_exactly() -> None:
 
 
 # --- the read path: complete frames by callback, fragmented ones through websockets' queue ----------
-
-@pytest.fixture
-async def exchange() -> AsyncIterator[tuple[Exchange, str]]:
-    """tests/test_ingest_connection.py's tiny option stream."""
-    ex = Exchange()
-    port = free_port()
-    async with serve(ex.handler, LOOPBACK, port):
-        yield ex, f"ws://{LOOPBACK}:{port}/v5/public/option"
-
 
 @pytest.fixture
 async def running(exchange: tuple[Exchange, str]) -> AsyncIterator[Running]:
