@@ -419,6 +419,13 @@ class WebhookReceiver:
                     if any(a["labels"]["alertname"] == alertname and a.get("status") == status
                            for a in n.get("alerts", []))]
 
+    def timeline(self, status: str = "firing") -> list[tuple[float, str, str]]:
+        """(arrival ``time.monotonic()``, receiver, alertname) of every alert notified with ``status``."""
+        with self._lock:
+            return [(t, n.get("receiver", ""), a["labels"]["alertname"])
+                    for t, n in zip(self._arrivals, self._notifications, strict=True)
+                    for a in n.get("alerts", []) if a.get("status") == status]
+
     def find(self, alertname: str, status: str) -> dict[str, Any] | None:
         """The first alert notified as ``alertname`` with ``status``, if any."""
         return next((a for a in self.alerts()
