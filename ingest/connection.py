@@ -9,7 +9,8 @@ the next one, so a connection that keeps dying backs off instead of spinning.
 
 While a socket lives, two tasks share it:
 
-- the reader decodes every message (:func:`ingest.frames.decode`) and hands tickers to
+- the reader validates every message, a frame of Bybit's own shape by one pattern match
+  (:mod:`ingest.canonical`), any other by :func:`ingest.frames.decode`, and hands tickers to
   the sink; answers and pongs update the connection's state; bad frames are counted by
   type and logged through a throttle. Complete (unfragmented) data frames do not wait for
   the reader task: :class:`TickerConnection` hands each one to it straight from websockets'
