@@ -28,11 +28,9 @@ import re
 from typing import Final
 
 from common import keys
-from ingest.frames import REQUIRED_FIELDS, TICKER_FIELDS
+from ingest.frames import PLAIN_DECIMAL, REQUIRED_FIELDS, TICKER_FIELDS
 
-#: A plain decimal as :data:`ingest.frames._PLAIN_DECIMAL` defines it (the ``-?+`` is possessive
-#: only for speed: a digit never matches ``-``, so both accept the same strings).
-_DECIMAL: Final = rb"-?+[0-9]{1,30}+(?:\.[0-9]{1,30}+)?+"
+_DECIMAL: Final = PLAIN_DECIMAL.encode()
 #: Characters of a JSON string with no escape, no control character and nothing outside ASCII.
 _PLAIN_STRING: Final = rb"[\x20\x21\x23-\x5b\x5d-\x7e]{0,200}+"
 #: Loose on purpose: only symbols this connection subscribed to (validated then) pass the caller.

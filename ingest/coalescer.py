@@ -53,10 +53,10 @@ class Entry:
             data = self._data
             assert data is not None
             key = OPTION_PREFIX + self._symbol
-            if type(data) is bytes:
+            if isinstance(data, bytes):
                 command = hset_line(key.encode(), data, self.ts, self.recv_ms)
             else:
-                command = hset_ticker(key, data, self.ts, self.recv_ms)  # type: ignore[arg-type]
+                command = hset_ticker(key, data, self.ts, self.recv_ms)
             self._command = command
             self._data = None
         return command

@@ -64,8 +64,10 @@ _DECIMALS_JOINED: Final = re.compile(rf"(?:{_DECIMAL_POSSESSIVE})?+(?:\x00(?:{_D
 #: values need no separate scan for "e"/"E" and the slow path decides the rare exponent form
 #: exactly (finiteness included). Accepts exactly what :data:`_DECIMALS_JOINED` accepts minus
 #: the exponent forms.
-_PLAIN_DECIMAL: Final = r"-?[0-9]{1,30}+(?:\.[0-9]{1,30}+)?+"
-_FAST_JOINED: Final = re.compile(rf"(?:{_PLAIN_DECIMAL})?+(?:\x00(?:{_PLAIN_DECIMAL})?+)*+")
+#: (``-?+``: possessive only for speed; a digit never matches ``-``, so ``-?`` accepts the same.)
+#: Also the value pattern of :data:`ingest.canonical.CANONICAL`.
+PLAIN_DECIMAL: Final = r"-?+[0-9]{1,30}+(?:\.[0-9]{1,30}+)?+"
+_FAST_JOINED: Final = re.compile(rf"(?:{PLAIN_DECIMAL})?+(?:\x00(?:{PLAIN_DECIMAL})?+)*+")
 _KNOWN_FIELDS: Final[frozenset[str]] = frozenset(TICKER_FIELDS)
 _TOPIC_IN_TEXT: Final = re.compile(r"tickers\.[A-Za-z0-9.\-]{1,60}")
 _DETAIL_MAX: Final = 80

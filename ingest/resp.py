@@ -113,7 +113,7 @@ end
 redis.register_function{{function_name='{PUT_TICKER}', callback=put_ticker}}
 """
 _PUT_TICKER: Final = PUT_TICKER.encode()
-_FCALL_HEAD: Final = _bulk(b"FCALL") + _bulk(PUT_TICKER.encode()) + _bulk(b"1")
+_FCALL_HEAD: Final = _bulk(b"FCALL") + _bulk(_PUT_TICKER) + _bulk(b"1")
 _HSET_HEAD_LEN: Final = len(_HSET)
 
 
