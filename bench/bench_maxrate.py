@@ -354,7 +354,15 @@ def started(argv: list[str], log: Path, env: dict[str, str],
         proc.stop()
 
 
-def _check_imports_from(tree: Path, env: dict[str, str]) -> None:
+def ingest_env(redis_url: str, *, ws_url: str, rest_url: str, coins: Sequence[str],
+               release: Path | None) -> dict[str, str]:
+    """The environment of an ingest under measurement (``release``: its tree first on PYTHONPATH)."""
+    path = f"{release}{os.pathsep}{repo_root()}" if release is not None else str(repo_root())
+    return python_env(REDIS_URL=redis_url, BYBIT_WS_URL=ws_url, BYBIT_REST_URL=rest_url,
+                      BYBIT_COINS=",".join(coins), LOG_FORMAT="json", LOG_LEVEL="WARNING", PYTHONPATH=path)
+
+
+def check_imports_from(tree: Path, env: dict[str, str]) -> None:
     """Fail loudly unless a Python started in ``tree`` with ``env`` imports the ingest of ``tree``."""
     probe = subprocess.run([sys.executable, "-c", "import ingest; print(ingest.__file__)"], cwd=tree, env=env,
                            capture_output=True, text=True, check=True)
@@ -379,9 +387,7 @@ def measure_ingest(workdir: Path, redis_server: RedisServer, *, rest_url: str, w
                    release: Path | None = None, uvloop: bool = False) -> dict[str, float]:
     """The ingest (this checkout's, or ``release``'s) against the feed, measured from outside."""
     stall_file = workdir / f"stalls-{time.monotonic_ns()}.txt"
-    path = f"{release}{os.pathsep}{repo_root()}" if release is not None else str(repo_root())
-    env = python_env(REDIS_URL=redis_server.url, BYBIT_WS_URL=ws_url, BYBIT_REST_URL=rest_url,
-                     BYBIT_COINS=",".join(coins), LOG_FORMAT="json", LOG_LEVEL="WARNING", PYTHONPATH=path)
+    env = ingest_env(redis_server.url, ws_url=ws_url, rest_url=rest_url, coins=coins, release=release)
     argv = [sys.executable, "-m", "bench.bench_maxrate", "watched-ingest", "--stall-file", str(stall_file)]
     if uvloop:
         argv.append("--uvloop")
@@ -391,7 +397,7 @@ def measure_ingest(workdir: Path, redis_server: RedisServer, *, rest_url: str, w
     # The release runs in its own tree: ``python -m`` puts the working directory before PYTHONPATH,
     # so from this checkout it would import this checkout's ingest (as the runs before 2026-12-02 did).
     if release is not None:
-        _check_imports_from(release, env)
+        check_imports_from(release, env)
     with started(argv, workdir / f"{name}-{time.monotonic_ns()}.log", env, cwd=release) as proc:
         assert proc.proc is not None
         pid = proc.proc.pid

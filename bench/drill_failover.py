@@ -378,32 +378,27 @@ class Drill:
                 await asyncio.sleep(self.options.client_interval)
 
     # --- notifications ----------------------------------------------------------------------
-    def notified(self, start: float, end: float) -> tuple[dict[str, int], int]:
-        """Pages (firing, to the pager) per alert that arrived in [start, end], and the Watchdog's.
+    def notified(self, start: float, end: float) -> tuple[dict[str, int], dict[str, int], int]:
+        """Firing notifications that arrived in [start, end]: pages (to the pager) per alert, the
+        others (warning, info) per alert, and the Watchdog's count.
 
-        Only the pager's notifications count: a warning or info notification (the team channel,
-        the working-hours digest) is no page. Counting them made the drill depend on the clock:
-        the info digest is muted outside working hours, so a Redis failover's NewErrorType
+        Only the pager's notifications are pages: a warning or info notification (the team
+        channel, the working-hours digest) is not. Counting them made the drill depend on the
+        clock: the info digest is muted outside working hours, so a Redis failover's NewErrorType
         (the ingest did see Redis errors) failed the run only by day.
         """
-        counts: dict[str, int] = {}
+        pages: dict[str, int] = {}
+        others: dict[str, int] = {}
         watchdog = 0
         for arrived, receiver, name in self.webhook.timeline("firing"):
             if not start <= arrived <= end:
                 continue
             if name == WATCHDOG:
                 watchdog += 1
-            elif receiver == PAGER:
+            else:
+                counts = pages if receiver == PAGER else others
                 counts[name] = counts.get(name, 0) + 1
-        return counts, watchdog
-
-    def other_notifications(self, start: float, end: float) -> dict[str, int]:
-        """Firing notifications in [start, end] that are no page (warning, info), per alert."""
-        counts: dict[str, int] = {}
-        for arrived, receiver, name in self.webhook.timeline("firing"):
-            if start <= arrived <= end and name != WATCHDOG and receiver != PAGER:
-                counts[name] = counts.get(name, 0) + 1
-        return counts
+        return pages, others, watchdog
 
 
 def _sentinel(port: int, *args: str) -> Any:
@@ -491,7 +486,7 @@ async def run_fault(drill: Drill, fault: Fault) -> Outcome:
         return all(pids.get(n) not in (None, p) for n, p in killed.items()) and drill.safe_redundant()
     if held:
         def paged() -> bool:
-            counts, _ = drill.notified(window.start, time.monotonic())
+            counts, _, _ = drill.notified(window.start, time.monotonic())
             return all(counts.get(p) for p in fault.pages)
 
         waited = await _until(paged, drill.options.page_timeout)
@@ -504,8 +499,7 @@ async def run_fault(drill: Drill, fault: Fault) -> Outcome:
           flush=True)
     await asyncio.sleep(drill.options.tail)
     window.end = time.monotonic()
-    out.notified, out.watchdog = drill.notified(window.start, window.end)
-    out.others = drill.other_notifications(window.start, window.end)
+    out.notified, out.others, out.watchdog = drill.notified(window.start, window.end)
     out.truth = await asyncio.to_thread(_truth, drill)
     print(f"  staleness {window.staleness:.1f} s, API {window.failed}/{window.requests} failed, "
           f"ts back {window.ts_back}, truth: {out.truth.summary()}, notified {out.notified or 'none'}, "

@@ -14,7 +14,6 @@ from here. Needs py-spy (``.venv/bin/pip install py-spy``; not a dependency of t
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
@@ -26,13 +25,14 @@ from pathlib import Path
 
 from bench.bench_maxrate import (
     BASELINE_REV,
-    _check_imports_from,
+    check_imports_from,
     firehose_feed,
+    ingest_env,
     release_tree,
     simulator_feed,
     started,
 )
-from tests.servers import RedisServer, python_env, repo_root
+from tests.servers import RedisServer, repo_root
 
 SETTLE_SECONDS = 8.0
 
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.feed != "burst" and not args.feed.replace(".", "", 1).isdigit():
         parser.error("--feed: a number of pushes per symbol per second, or 'burst'")
     work = Path(tempfile.mkdtemp(prefix="profile-ingest-"))
-    tree = release_tree(work, BASELINE_REV, repo_root()) if args.tree == "release" else repo_root()
+    release = release_tree(work, BASELINE_REV, repo_root()) if args.tree == "release" else None
     (work / "redis").mkdir()
     redis_server = RedisServer(work / "redis")
     redis_server.start()
@@ -87,13 +87,11 @@ def main(argv: list[str] | None = None) -> int:
         feed_cm = (firehose_feed(work, 2000) if args.feed == "burst"
                    else simulator_feed(work, float(args.feed), None))
         with feed_cm as feed:
-            env = python_env(REDIS_URL=redis_server.url, BYBIT_WS_URL=feed.ws_url,
-                             BYBIT_REST_URL=feed.rest_url, BYBIT_COINS=",".join(feed.coins),
-                             LOG_FORMAT="json", LOG_LEVEL="WARNING",
-                             PYTHONPATH=f"{tree}{os.pathsep}{repo_root()}")
-            if args.tree == "release":
-                _check_imports_from(tree, env)
-            with started([sys.executable, "-m", "ingest"], work / "ingest.log", env, cwd=tree) as proc:
+            env = ingest_env(redis_server.url, ws_url=feed.ws_url, rest_url=feed.rest_url, coins=feed.coins,
+                             release=release)
+            if release is not None:
+                check_imports_from(release, env)
+            with started([sys.executable, "-m", "ingest"], work / "ingest.log", env, cwd=release) as proc:
                 assert proc.proc is not None
                 time.sleep(SETTLE_SECONDS)
                 subprocess.run([py_spy, "record", "--rate", str(args.rate), "--duration", f"{args.seconds:g}",

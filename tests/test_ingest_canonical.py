@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -20,7 +20,7 @@ import redis.asyncio as aredis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench.fuzz.inprocess import inline_args
+from bench.fuzz.inprocess import hset_args, inline_args
 from common import errors, keys
 from ingest import resp
 from ingest.canonical import CANONICAL, guarded_line, hset_line, is_inline
@@ -52,15 +52,6 @@ def frame_of(symbol: str, ts: int, data: dict[str, str]) -> bytes:
     return sim_frames.ticker_frame(f"tickers.{symbol}".encode(), 7, ts, orjson.dumps(data))
 
 
-def stored_by_exact_path(ticker: Ticker, recv_ms: int) -> list[bytes]:
-    """The arguments of the RESP HSET the exact path writes for ``ticker`` (every field, blanks too)."""
-    args = [b"HSET", keys.option_key(ticker.symbol).encode()]
-    for name in TICKER_FIELDS:
-        args += (name.encode(), ticker.data.get(name, "").encode())
-    return [*args, keys.F_OPTION_TS.encode(), str(ticker.ts).encode(), keys.F_OPTION_RECV_TS.encode(),
-            str(recv_ms).encode()]
-
-
 # --- real frames take the fast path ------------------------------------------------------------
 
 def test_the_live_capture_has_bybits_shape_and_the_docs_example_once_compacted() -> None:
@@ -80,15 +71,20 @@ def test_every_push_of_the_simulator_has_bybits_shape() -> None:
         assert CANONICAL.fullmatch(raw) is not None, raw[:200]
 
 
-def test_no_malformed_kind_of_the_simulator_is_stored_or_left_uncounted_by_the_per_frame_path() -> None:
-    """ts_zero, say, has Bybit's shape: the connection's ts check sends it to the exact path."""
-    market, symbols = _market(coins=("BTC",))
+def unconnected(symbols: list[str]) -> tuple[Callable[[bytes | str], None], Counters, Coalescer]:
+    """A real (never connected) connection's per-frame handler owning ``symbols`` (coin BTC)."""
     counters, coalescer = Counters(coins=("BTC",)), Coalescer()
     sink = TickerSink(coalescer=coalescer, counters=counters, lag=LagHistogram())
     conn = Connection(0, settings=conn_settings("ws://127.0.0.1:9/"), sink=sink, counters=counters,
                       coin_of=dict.fromkeys(symbols, "BTC"), stop=asyncio.Event())
     conn.subs.add(symbols)
-    on_message = conn._message_handler()
+    return conn._message_handler(), counters, coalescer
+
+
+def test_no_malformed_kind_of_the_simulator_is_stored_or_left_uncounted_by_the_per_frame_path() -> None:
+    """ts_zero, say, has Bybit's shape: the connection's ts check sends it to the exact path."""
+    market, symbols = _market(coins=("BTC",))
+    on_message, counters, coalescer = unconnected(symbols)
     now_ms = int(time.time() * 1000)
     push = malformed.Push(symbol=symbols[0], seq=3, ts_ms=now_ms, data=market.quote(symbols[0]).data,
                           other_symbol=symbols[1])
@@ -105,17 +101,6 @@ def test_no_malformed_kind_of_the_simulator_is_stored_or_left_uncounted_by_the_p
 
 # --- the fast verdict is the exact one ---------------------------------------------------------
 
-def through_a_connection(raw: bytes, symbol: str) -> Coalescer:
-    """``raw`` through a real (never connected) connection's per-frame handler, owning ``symbol``."""
-    counters, coalescer = Counters(coins=("BTC",)), Coalescer()
-    sink = TickerSink(coalescer=coalescer, counters=counters, lag=LagHistogram())
-    conn = Connection(0, settings=conn_settings("ws://127.0.0.1:9/"), sink=sink, counters=counters,
-                      coin_of={symbol: "BTC"}, stop=asyncio.Event())
-    conn.subs.add([symbol])
-    conn._message_handler()(raw)
-    return coalescer
-
-
 def check_fast_verdict(raw: bytes) -> bool:
     """When the connection took ``raw`` by the fast path, the exact path accepts it and stores the same.
 
@@ -123,7 +108,8 @@ def check_fast_verdict(raw: bytes) -> bool:
     """
     match = CANONICAL.fullmatch(raw)
     symbol = match.group(1).decode() if match is not None else LIVE_SYMBOL
-    coalescer = through_a_connection(raw, symbol)
+    on_message, _, coalescer = unconnected([symbol])
+    on_message(raw)
     now_ms = int(time.time() * 1000)
     entry = coalescer.latest.get(symbol)
     if entry is None or not is_inline(entry.command):
@@ -131,7 +117,7 @@ def check_fast_verdict(raw: bytes) -> bool:
     exact = decode(raw, owned={symbol}, now_ms=now_ms)
     assert type(exact) is Ticker, (exact, raw)
     assert (exact.symbol, exact.ts) == (symbol, entry.ts)
-    assert inline_args(entry.command) == stored_by_exact_path(exact, entry.recv_ms)
+    assert inline_args(entry.command) == hset_args(exact, entry.recv_ms)
     return True
 
 

@@ -91,6 +91,16 @@ def _resp_matches(command: bytes, symbol: str, ticker: Ticker, recv_ms: int) -> 
             and dict(zip(pairs[::2], pairs[1::2], strict=True)) == want)
 
 
+def hset_args(ticker: Ticker, recv_ms: int) -> list[bytes]:
+    """The arguments of the ``HSET`` the exact path writes for ``ticker`` (every Bybit field, in
+    order, those it lacked empty; then ``ts`` and ``recv_ts``)."""
+    args = [b"HSET", keys.option_key(ticker.symbol).encode()]
+    for name in frames.TICKER_FIELDS:
+        args += (name.encode(), ticker.data.get(name, "").encode())
+    return [*args, keys.F_OPTION_TS.encode(), str(ticker.ts).encode(), keys.F_OPTION_RECV_TS.encode(),
+            str(recv_ms).encode()]
+
+
 def inline_args(line: bytes) -> list[bytes] | None:
     """The arguments of an inline command, each bare or double-quoted without escapes (the only
     forms :func:`ingest.canonical.hset_line` writes); None for anything else."""
@@ -218,12 +228,7 @@ class InProcessTarget:
             self.tally.keep(f"canonical frame decoded as {frame!r}"[:400])
             return
         args = inline_args(hset_line(keys.option_key(symbol).encode(), data, ts, now_ms))
-        want = [b"HSET", keys.option_key(symbol).encode()]
-        for name in frames.TICKER_FIELDS:
-            want += (name.encode(), frame.data.get(name, "").encode())
-        want += (keys.F_OPTION_TS.encode(), str(ts).encode(),
-                 keys.F_OPTION_RECV_TS.encode(), str(now_ms).encode())
-        if args != want:
+        if args != hset_args(frame, now_ms):
             self.tally.canonical_mismatches += 1
             self.tally.keep(f"canonical inline HSET differs for {case.raw[:200]!r}: {args!r}"[:400])
 
