@@ -87,7 +87,7 @@ LAG_SAMPLE: Final = 200
 LAG_POLL: Final = 0.01
 FLOOR_LAG_EVERY: Final = 100
 MAX_TOPICS, MAX_CHARS = 2000, 21000  # Bybit's per-connection limits (the ingest's defaults)
-CONSUMERS: Final = ("ingest", "ingest-uvloop", "release", "naive", "floor", "floor-cb")
+CONSUMERS: Final = ("ingest", "ingest-uvloop", "release", "naive", "floor", "floor-cb", "floor-picows")
 
 
 # --- the event-loop stall watcher (runs inside each consumer) ---------------------------------------
@@ -231,6 +231,31 @@ async def floor_callback_loop(ws_url: str, symbols: Sequence[str], tally: Tally)
             await ws.recv(decode=False)  # answers before the handler was set; the close
 
 
+async def floor_picows_loop(ws_url: str, symbols: Sequence[str], tally: Tally) -> None:
+    """The floor on picows (a C frame parser): frames counted in its ``on_ws_frame`` callback.
+
+    Not a dependency: measured where someone installed picows, to see what the read path the
+    issue suggests would buy against the ingest's own (``floor-cb``).
+    """
+    picows: Any = importlib.import_module("picows")
+
+    class Counting(picows.WSListener):  # type: ignore[misc]
+        def on_ws_frame(self, transport: Any, frame: Any) -> None:
+            tally.frames += 1
+            if tally.frames % FLOOR_LAG_EVERY == 0 and tally.measuring:
+                raw = frame.get_payload_as_bytes()
+                at = raw.find(b'"ts":')
+                if at >= 0:
+                    with contextlib.suppress(ValueError):
+                        tally.lags_ms.append(time.time() * 1000 - int(raw[at + 5:raw.find(b",", at)]))
+
+    transport, _ = await picows.ws_connect(Counting, ws_url, max_frame_size=2**22)
+    for i in range(0, len(symbols), 200):
+        request = {"op": "subscribe", "args": [f"tickers.{s}" for s in symbols[i:i + 200]], "req_id": str(i)}
+        transport.send(picows.WSMsgType.TEXT, json.dumps(request).encode())
+    await transport.wait_disconnected()
+
+
 async def naive_loop(ws_url: str, redis_url: str, symbols: Sequence[str], tally: Tally) -> None:
     """:func:`bench.bench_ingest.naive_consumer`'s shape, per shard, with the exchange-to-Redis lag."""
     r = aredis.Redis.from_url(redis_url)
@@ -260,6 +285,8 @@ async def run_consumer(kind: str, *, rest_url: str, ws_url: str, redis_url: str,
         loops = [floor_loop(ws_url, s, tally) for s in shards(symbols)]
     elif kind == "floor-cb":
         loops = [floor_callback_loop(ws_url, s, tally) for s in shards(symbols)]
+    elif kind == "floor-picows":
+        loops = [floor_picows_loop(ws_url, s, tally) for s in shards(symbols)]
     else:
         loops = [naive_loop(ws_url, redis_url, s, tally) for s in shards(symbols)]
     tasks = [asyncio.create_task(c) for c in loops]
@@ -269,14 +296,21 @@ async def run_consumer(kind: str, *, rest_url: str, ws_url: str, redis_url: str,
         if task.done():
             task.result()  # a consumer that died says why
     tally.measuring = True
-    f0, c0, t0, w0 = tally.frames, time.process_time(), time.monotonic(), time.time()
+    server = redis.Redis.from_url(redis_url)
+    f0, c0, t0, w0, r0 = tally.frames, time.process_time(), time.monotonic(), time.time(), redis_cpu(server)
     await asyncio.sleep(seconds)
-    f1, c1, t1, w1 = tally.frames, time.process_time(), time.monotonic(), time.time()
+    f1, c1, t1, w1, r1 = tally.frames, time.process_time(), time.monotonic(), time.time(), redis_cpu(server)
     lags = list(tally.lags_ms)
     dt = t1 - t0
     return {"frames_s": (f1 - f0) / dt, "cpu": (c1 - c0) / dt, "rss": float(rss_bytes(os.getpid())),
             "lag_p50": pct(lags, 0.5), "lag_p99": pct(lags, 0.99),
-            "stall_ms": max_stall_ms(stall_file, w0, w1)}
+            "stall_ms": max_stall_ms(stall_file, w0, w1), "redis_cpu": (r1 - r0) / dt}
+
+
+def redis_cpu(r: redis.Redis) -> float:
+    """CPU seconds the Redis server has used (user + system), from ``INFO cpu``."""
+    info: dict[str, Any] = r.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
 async def consume_and_exit(kind: str, *, out: Path, **kw: Any) -> None:
@@ -406,16 +440,17 @@ def measure_ingest(workdir: Path, redis_server: RedisServer, *, rest_url: str, w
         time.sleep(warmup)
         with LagSampler(r, symbols) as sampler:
             m0, w0, c0, t0 = at_stats_write(r, pid)
-            e0 = time.time()
+            e0, r0 = time.time(), redis_cpu(r)
             time.sleep(max(seconds - 0.5, 0.5))
             m1, w1, c1, t1 = at_stats_write(r, pid)
-            e1 = time.time()
+            e1, r1 = time.time(), redis_cpu(r)
         rss = rss_bytes(pid)
         dt = t1 - t0
         lags = sampler.lags_ms
     return {"frames_s": (m1 - m0) / dt, "cpu": (c1 - c0) / dt, "rss": float(rss),
             "lag_p50": pct(lags, 0.5), "lag_p99": pct(lags, 0.99),
-            "stall_ms": max_stall_ms(stall_file, e0, e1), "writes_s": (w1 - w0) / dt}
+            "stall_ms": max_stall_ms(stall_file, e0, e1), "writes_s": (w1 - w0) / dt,
+            "redis_cpu": (r1 - r0) / dt}
 
 
 def measure_other(kind: str, workdir: Path, redis_server: RedisServer, *, rest_url: str, ws_url: str,
@@ -489,6 +524,7 @@ class Row:
     stall_ms: float
     feed_cpu: float = float("nan")
     writes_s: float = float("nan")  # option hashes written per second (the ingests only)
+    redis_cpu: float = float("nan")  # the Redis server's CPU share over the window
 
     @property
     def us_per_frame(self) -> float:
@@ -526,10 +562,11 @@ def _measure(consumer: str, feed: Feed, workdir: Path, redis_server: RedisServer
                          coins=feed.coins, warmup=warmup, seconds=seconds)
 
 
-def _has_uvloop() -> bool:
+def _has(module: str) -> bool:
+    """Whether an optional module (not a dependency of the project) is installed."""
     import importlib.util
 
-    return importlib.util.find_spec("uvloop") is not None
+    return importlib.util.find_spec(module) is not None
 
 
 def _pid(proc: ManagedProcess) -> int:
@@ -561,14 +598,18 @@ def report(rows: Sequence[Row], *, symbols: int, seconds: float, burst_symbols: 
       f"{symbols} symbols, window {seconds:g} s, burst {burst_symbols} symbols)")
     p()
     p("| feed | consumer | frames/s | CPU | µs/frame | RSS MiB | lag p50 ms | lag p99 ms | max stall ms |"
-      " feed CPU | writes/s |")
-    p("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+      " feed CPU | writes/s | Redis CPU |")
+    p("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         # The firehose renews its frames' ts every 2 s: no exchange-to-Redis lag to speak of.
         lag = "- | -" if r.feed == "burst" else f"{r.lag_p50:.1f} | {r.lag_p99:.1f}"
         writes = "-" if r.writes_s != r.writes_s else f"{r.writes_s:,.0f}"  # NaN: not an ingest
         p(f"| {r.feed} | {r.consumer} | {r.frames_s:,.0f} | {r.cpu:.1%} | {r.us_per_frame:.1f} | "
-          f"{r.rss / 2**20:.1f} | {lag} | {r.stall_ms:.1f} | {r.feed_cpu:.0%} | {writes} |")
+          f"{r.rss / 2**20:.1f} | {lag} | {r.stall_ms:.1f} | {r.feed_cpu:.0%} | {writes} |"
+          f" {r.redis_cpu:.1%} |")
+    p()
+    p("Redis CPU: the Redis server's share of a core over the window; for the ingests it includes the"
+      " lag sampler's polls (200 HGETs in one script every 10 ms, ~4 % of a core).")
     p()
     p("| feed | ingest/floor (µs/frame) | ingest/floor-cb (µs/frame) | naive/ingest (µs/frame) |"
       " release/ingest (µs/frame) | ingest CPU < 20 % |")
@@ -615,7 +656,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="replace the figures of docs/BENCHMARKS.md's maximum-rate section")
     # sub-modes
     parser.add_argument("--stall-file", type=Path)
-    parser.add_argument("--kind", choices=("floor", "floor-cb", "naive"))
+    parser.add_argument("--kind", choices=("floor", "floor-cb", "floor-picows", "naive"))
     parser.add_argument("--rest")
     parser.add_argument("--ws")
     parser.add_argument("--redis")
@@ -639,7 +680,8 @@ def main(argv: list[str] | None = None) -> int:
     per_coin = 100 if quick else None
     burst_symbols = 300 if quick else SYMBOLS
     consumers = [c for c in CONSUMERS if not (c == "release" and (args.no_release or quick))
-                 and not (c == "ingest-uvloop" and (args.no_uvloop or quick or not _has_uvloop()))]
+                 and not (c == "ingest-uvloop" and (args.no_uvloop or quick or not _has("uvloop")))
+                 and not (c == "floor-picows" and (quick or not _has("picows")))]
     if args.consumers is not None:
         chosen = [c for c in args.consumers.split(",") if c]
         if not chosen or set(chosen) - set(CONSUMERS):

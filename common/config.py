@@ -41,7 +41,7 @@ class Settings:
     """Every knob of the stack. Components read the fields they need."""
 
     # --- shared --------------------------------------------------------------
-    redis_url: str = _knob("REDIS_URL", "redis://localhost:6379/0", "Redis holding options, indexes and stats. With REDIS_SENTINELS set, only its database, credentials and scheme (rediss:// for TLS) are used. Redis or Valkey directly (or through a TCP proxy): the ingest writes tickers as Redis inline commands, which RESP-only proxies (twemproxy, Envoy's Redis filter) refuse.")
+    redis_url: str = _knob("REDIS_URL", "redis://localhost:6379/0", "Redis holding options, indexes and stats. With REDIS_SENTINELS set, only its database, credentials and scheme (rediss:// for TLS) are used.")
     redis_sentinels: str = _knob("REDIS_SENTINELS", "", "Redis Sentinel addresses (host:port,...). Set: every component asks them for the current primary and follows a failover by itself. Empty: REDIS_URL is used as is.")
     redis_sentinel_service: str = _knob("REDIS_SENTINEL_SERVICE", "tracker", "The name the sentinels monitor (sentinel monitor <name> ...).")
     coins: tuple[str, ...] = _knob("BYBIT_COINS", ("BTC", "ETH", "SOL"), "Base coins to track (comma list). Also the bounded set of `coin` label values.")

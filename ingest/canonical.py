@@ -12,14 +12,10 @@ missing or extra field, any error) is not matched and takes :func:`ingest.frames
 decides exactly and names the error. So every frame is still validated; this only makes the
 common one cheap.
 
-The matched ``data`` object is then rendered as a Redis *inline command* (the RESP spec's
-"Inline commands": arguments separated by spaces, double quotes allowed around each): the
-object's own bytes with ``":"`` and ``","`` turned into ``" "`` are already the quoted field and
-value arguments of ``HSET``, two ``bytes.replace`` calls instead of a length-prefixed bulk string
-per field (~1.5 µs against ~4.8 µs). That is safe only because :data:`CANONICAL` admits nothing
-in a value or a symbol but digits, capital letters, ``.`` and ``-``: no space, quote or backslash
-can reach the line. Redis, Valkey and HAProxy in TCP mode pass inline commands as any other; a
-proxy that speaks only RESP arrays (twemproxy, Envoy's Redis filter) would refuse them.
+The matched ``data`` object is kept as bytes until a flush renders its ``HSET``
+(:func:`ingest.resp.hset_canonical`, from the object's bytes, no parse): :data:`CANONICAL` admits
+nothing in a value or a symbol but digits, capital letters, ``.`` and ``-``, so the values sit
+between the object's quotes.
 """
 
 from __future__ import annotations
@@ -27,7 +23,6 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from common import keys
 from ingest.frames import PLAIN_DECIMAL, REQUIRED_FIELDS, TICKER_FIELDS
 
 _DECIMAL: Final = PLAIN_DECIMAL.encode()
@@ -51,27 +46,3 @@ def _pattern() -> bytes:
 #: Groups: 1 the symbol (topic and ``data.symbol``, the same by the back-reference), 2 ``ts``,
 #: 3 the ``data`` object.
 CANONICAL: Final = re.compile(_pattern())
-
-_HSET: Final = b"HSET "
-_TS: Final = f' "{keys.F_OPTION_TS}" "'.encode()
-_RECV_TS: Final = f'" "{keys.F_OPTION_RECV_TS}" "'.encode()
-
-
-def hset_line(key: bytes, data: bytes, ts: int, recv_ms: int) -> bytes:
-    """``HSET key "symbol" "..." ... "ts" "<ts>" "recv_ts" "<recv_ms>"`` as one inline command.
-
-    ``data`` is group 3 of a :data:`CANONICAL` match; ``key`` is ``option:{SYMBOL}``.
-    """
-    pairs = data[1:-1].replace(b'":"', b'" "').replace(b'","', b'" "')
-    return b"%s%s %s%s%d%s%d\"\r\n" % (_HSET, key, pairs, _TS, ts, _RECV_TS, recv_ms)
-
-
-def is_inline(command: bytes) -> bool:
-    """True for a command of :func:`hset_line` (a RESP array starts with ``*``)."""
-    return command.startswith(_HSET)
-
-
-def guarded_line(hset: bytes, ts: int, ttl: int, function: bytes) -> bytes:
-    """:func:`hset_line`'s command as ``FCALL <function> 1 key ts ttl <field value>...``."""
-    key_end = hset.index(b" ", len(_HSET))
-    return b"FCALL %s 1 %s %d %d%s" % (function, hset[len(_HSET):key_end], ts, ttl, hset[key_end:])

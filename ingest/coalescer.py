@@ -22,8 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from common.keys import OPTION_PREFIX
-from ingest.canonical import hset_line
-from ingest.resp import hset_ticker
+from ingest.resp import hset_canonical, hset_ticker
 
 
 class Entry:
@@ -45,8 +44,8 @@ class Entry:
     def command(self) -> bytes:
         """``HSET option:{SYMBOL} ...``, rendered on first use (then the ticker is dropped).
 
-        RESP from a validated dict; an inline command from the ``data`` bytes of a frame of
-        Bybit's own shape (:mod:`ingest.canonical`).
+        From a validated dict, or from the ``data`` bytes of a frame of Bybit's own shape
+        (:mod:`ingest.canonical`); the same bytes either way.
         """
         command = self._command
         if command is None:
@@ -54,7 +53,7 @@ class Entry:
             assert data is not None
             key = OPTION_PREFIX + self._symbol
             if isinstance(data, bytes):
-                command = hset_line(key.encode(), data, self.ts, self.recv_ms)
+                command = hset_canonical(key.encode(), data, self.ts, self.recv_ms)
             else:
                 command = hset_ticker(key, data, self.ts, self.recv_ms)
             self._command = command

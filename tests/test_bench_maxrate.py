@@ -94,6 +94,9 @@ def test_quick_bench_reports_every_consumer_ratio_and_verdict(tmp_path: Path) ->
         assert r["us_per_frame"] > 0, r
         assert 10 * 2**20 < r["rss"] < 1024 * 2**20, r
         assert r["stall_ms"] >= 0, r
+        assert r["redis_cpu"] >= 0, r
+        if r["consumer"] in ("ingest", "naive") and r["feed"] != "burst":
+            assert r["redis_cpu"] > 0, r  # both write every symbol: Redis works
         if r["feed"] != "burst":
             assert 0 <= r["lag_p50"] <= r["lag_p99"], r
     ingest = next(r for r in rows if r["feed"] == "10/s" and r["consumer"] == "ingest")

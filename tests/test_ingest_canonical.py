@@ -1,8 +1,9 @@
 """The fast path for frames of Bybit's own shape (ingest/canonical.py) against the exact one.
 
 What a user would notice if it broke: a frame the exact decoder refuses being stored, a frame
-stored with other values than the exact path stores, Redis refusing the inline command, or the
-fast path never taking Bybit's real frames (the ingest would silently cost twice as much).
+stored with other values than the exact path stores, Redis storing the fast path's command
+differently, or the fast path never taking Bybit's real frames (the ingest would silently cost
+twice as much).
 """
 
 from __future__ import annotations
@@ -20,10 +21,9 @@ import redis.asyncio as aredis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench.fuzz.inprocess import hset_args, inline_args
 from common import errors, keys
 from ingest import resp
-from ingest.canonical import CANONICAL, guarded_line, hset_line, is_inline
+from ingest.canonical import CANONICAL
 from ingest.coalescer import Coalescer
 from ingest.connection import Connection
 from ingest.frames import TICKER_FIELDS, Ticker, decode
@@ -108,17 +108,23 @@ def check_fast_verdict(raw: bytes) -> bool:
     """
     match = CANONICAL.fullmatch(raw)
     symbol = match.group(1).decode() if match is not None else LIVE_SYMBOL
-    on_message, _, coalescer = unconnected([symbol])
+    on_message, counters, coalescer = unconnected([symbol])
     on_message(raw)
     now_ms = int(time.time() * 1000)
     entry = coalescer.latest.get(symbol)
-    if entry is None or not is_inline(entry.command):
+    if entry is None or counters.exact_tickers:
         return False
     exact = decode(raw, owned={symbol}, now_ms=now_ms)
     assert type(exact) is Ticker, (exact, raw)
     assert (exact.symbol, exact.ts) == (symbol, entry.ts)
-    assert inline_args(entry.command) == hset_args(exact, entry.recv_ms)
+    assert entry.command == exact_command(exact, entry.recv_ms)
     return True
+
+
+def exact_command(ticker: Ticker, recv_ms: int) -> bytes:
+    """The ``HSET`` the exact path writes for ``ticker`` (every Bybit field, those it lacked empty)."""
+    data = {**dict.fromkeys(TICKER_FIELDS, ""), **ticker.data}
+    return resp.hset_ticker(keys.option_key(ticker.symbol), data, ticker.ts, recv_ms)
 
 
 plain = st.from_regex(r"-?[0-9]{1,31}(\.[0-9]{1,31})?", fullmatch=True)
@@ -161,7 +167,7 @@ def test_every_plain_decimal_bybit_sends_takes_the_fast_path(values: list[str]) 
     assert CANONICAL.fullmatch(frame_of(LIVE_SYMBOL, LIVE_TS, data)) is not None
 
 
-# --- Redis stores the inline command as it stores the RESP one ----------------------------------
+# --- Redis stores the fast path's command ------------------------------------------------------
 
 @pytest.fixture
 async def r(redis_server: RedisServer) -> AsyncIterator[aredis.Redis]:
@@ -187,27 +193,26 @@ async def _raw(redis_server: RedisServer, payload: bytes, replies: int) -> bytes
     return got
 
 
-async def test_redis_stores_the_inline_hset_exactly_as_the_resp_one(
+async def test_redis_stores_the_capture_from_the_fast_path_as_bybit_sent_it(
         redis_server: RedisServer, r: aredis.Redis) -> None:
     match = CANONICAL.fullmatch(LIVE)
     assert match is not None
     exact = decode(LIVE, owned={LIVE_SYMBOL}, now_ms=LIVE_TS)
     assert type(exact) is Ticker
-    inline = hset_line(b"option:inline", match.group(3), LIVE_TS, LIVE_TS + 9)
-    assert is_inline(inline)
-    reference = resp.hset_ticker("option:resp", exact.data, LIVE_TS, LIVE_TS + 9)
-    assert not is_inline(reference)
-    replies = await _raw(redis_server, inline + reference + resp.expire("option:inline", 60), 3)
+    command = resp.hset_canonical(b"option:fast", match.group(3), LIVE_TS, LIVE_TS + 9)
+    assert command.startswith(b"*56\r\n$4\r\nHSET\r\n")  # RESP: Redis parses an inline one 2x slower
+    reference = resp.hset_ticker("option:exact", exact.data, LIVE_TS, LIVE_TS + 9)
+    replies = await _raw(redis_server, command + reference + resp.expire("option:fast", 60), 3)
     assert replies == b":27\r\n:27\r\n:1\r\n"
-    stored = await r.hgetall("option:inline")
-    assert stored == await r.hgetall("option:resp")
-    assert stored[b"markPrice"] == b"35.85848319"
-    assert stored[b"bidPrice"] == b"0"
-    assert stored[b"ts"] == str(LIVE_TS).encode()
-    assert 0 < await r.ttl("option:inline") <= 60
+    stored = await r.hgetall("option:fast")
+    assert stored == await r.hgetall("option:exact")
+    capture = orjson.loads(LIVE)["data"]
+    want = {**capture, keys.F_OPTION_TS: str(LIVE_TS), keys.F_OPTION_RECV_TS: str(LIVE_TS + 9)}
+    assert stored == {k.encode(): v.encode() for k, v in want.items()}  # as Bybit sent it
+    assert 0 < await r.ttl("option:fast") <= 60
 
 
-async def test_the_guarded_inline_write_skips_an_older_ticker_like_the_resp_one(
+async def test_the_guarded_fast_path_write_skips_an_older_ticker(
         redis_server: RedisServer, r: aredis.Redis) -> None:
     await r.function_load(resp.LIBRARY, replace=True)
     data = {"symbol": LIVE_SYMBOL, **dict.fromkeys(TICKER_FIELDS[1:], "1")}
@@ -216,16 +221,13 @@ async def test_the_guarded_inline_write_skips_an_older_ticker_like_the_resp_one(
     assert newer is not None
     assert older is not None
     key = keys.option_key(LIVE_SYMBOL).encode()
-    first = resp.guarded(hset_line(key, newer.group(3), LIVE_TS + 10, 1), LIVE_TS + 10, 600)
-    second = resp.guarded(hset_line(key, older.group(3), LIVE_TS, 2), LIVE_TS, 600)
-    assert first.startswith(b"FCALL " + resp.PUT_TICKER.encode() + b" 1 " + key + b" ")
+    first = resp.guarded(resp.hset_canonical(key, newer.group(3), LIVE_TS + 10, 1), LIVE_TS + 10, 600)
+    second = resp.guarded(resp.hset_canonical(key, older.group(3), LIVE_TS, 2), LIVE_TS, 600)
     assert await _raw(redis_server, first + second, 2) == b":1\r\n:0\r\n"
     stored = await r.hgetall(key)
     assert stored[b"markPrice"] == b"2"
     assert stored[b"ts"] == str(LIVE_TS + 10).encode()
     assert 0 < await r.ttl(key) <= 600
-    spliced = guarded_line(hset_line(key, newer.group(3), 5, 6), 5, 7, b"f")
-    assert spliced.startswith(b"FCALL f 1 " + key + b" 5 7 ")
 
 
 # --- through a real connection ------------------------------------------------------------------
@@ -247,12 +249,8 @@ async def test_a_connection_takes_bybits_frames_by_the_fast_path_and_others_exac
         data = {"symbol": SYMBOL, **dict.fromkeys(TICKER_FIELDS[1:], "4.5")}
         await ex.sockets[-1].send(frame_of(SYMBOL, now, data).decode())  # a text frame, as Bybit sends
         await until(lambda: SYMBOL in coalescer.latest)
-        command = coalescer.latest[SYMBOL].command
-        assert is_inline(command)
-        args = inline_args(command)
-        assert args is not None
-        assert args[:4] == [b"HSET", keys.option_key(SYMBOL).encode(), b"symbol", SYMBOL.encode()]
-        assert dict(zip(args[2::2], args[3::2], strict=True))[b"markPrice"] == b"4.5"
+        entry = coalescer.latest[SYMBOL]
+        assert entry.command == resp.hset_ticker(keys.option_key(SYMBOL), data, now, entry.recv_ms)
         # Bybit's shape, but a symbol this connection never subscribed: the exact path counts it.
         await ex.sockets[-1].send(frame_of(other, now, {**data, "symbol": other}).decode())
         # ...and one with a ts an hour and more in the past.
@@ -269,7 +267,7 @@ async def test_a_connection_takes_bybits_frames_by_the_fast_path_and_others_exac
         await ex.sockets[-1].send(orjson.dumps(reordered).decode())
         await until(lambda: counters.messages == 2)
         assert counters.exact_tickers == 1
-        assert not is_inline(coalescer.latest[SYMBOL].command)
+        assert b"$1\r\n5\r\n" in coalescer.latest[SYMBOL].command
     finally:
         stop.set()
         await asyncio.wait_for(task, 5)

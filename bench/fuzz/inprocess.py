@@ -17,8 +17,9 @@ For each case it checks:
   exactly ``HSET option:<symbol> <field value>... ts <ts> recv_ts <recv>`` with every Bybit
   field once (those the ticker lacked empty, so no older value survives in the hash);
 - a frame that :data:`ingest.canonical.CANONICAL` matches (the connection then skips
-  :func:`~ingest.frames.decode`) is one ``decode`` accepts, and its inline ``HSET`` names the
-  same fields and values as the RESP one (:func:`inline_args` reads it as Redis would).
+  :func:`~ingest.frames.decode`) is one ``decode`` accepts, and its ``HSET``
+  (:func:`ingest.resp.hset_canonical`, rendered from the frame's bytes) is byte for byte the one
+  the exact path renders from the decoded ticker.
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ from bench.fuzz.cases import Case, Universe, oracle_decimal
 from common import errors, keys
 from common.config import load_settings
 from common.symbols import is_valid_symbol
-from ingest import frames
-from ingest.canonical import CANONICAL, hset_line
+from ingest import frames, resp
+from ingest.canonical import CANONICAL
 from ingest.coalescer import Coalescer
 from ingest.connection import Connection
 from ingest.frames import REQUIRED_FIELDS, CommandAnswer, Pong, Rejected, Ticker
@@ -49,6 +50,8 @@ from ingest.stats import Counters
 from ingest.subscriptions import Subscriptions
 
 EXAMPLES_KEPT: Final = 5
+#: Every Bybit field empty: the exact path blanks the fields a ticker lacks (ingest.sink).
+_BLANK: Final[dict[str, str]] = dict.fromkeys(frames.TICKER_FIELDS, "")
 
 
 @dataclass
@@ -89,35 +92,6 @@ def _resp_matches(command: bytes, symbol: str, ticker: Ticker, recv_ms: int) -> 
     pairs = parsed[2:]
     return (parsed[:2] == [b"HSET", keys.option_key(symbol).encode()] and len(pairs) == 2 * len(want)
             and dict(zip(pairs[::2], pairs[1::2], strict=True)) == want)
-
-
-def hset_args(ticker: Ticker, recv_ms: int) -> list[bytes]:
-    """The arguments of the ``HSET`` the exact path writes for ``ticker`` (every Bybit field, in
-    order, those it lacked empty; then ``ts`` and ``recv_ts``)."""
-    args = [b"HSET", keys.option_key(ticker.symbol).encode()]
-    for name in frames.TICKER_FIELDS:
-        args += (name.encode(), ticker.data.get(name, "").encode())
-    return [*args, keys.F_OPTION_TS.encode(), str(ticker.ts).encode(), keys.F_OPTION_RECV_TS.encode(),
-            str(recv_ms).encode()]
-
-
-def inline_args(line: bytes) -> list[bytes] | None:
-    """The arguments of an inline command, each bare or double-quoted without escapes (the only
-    forms :func:`ingest.canonical.hset_line` writes); None for anything else."""
-    body = line[:-2]
-    if not line.endswith(b"\r\n") or b"\r" in body or b"\n" in body:
-        return None
-    args = []
-    for token in body.split(b" "):
-        if token.startswith(b'"'):
-            if len(token) < 2 or not token.endswith(b'"') or b'"' in token[1:-1] or b"\\" in token:
-                return None
-            args.append(token[1:-1])
-        elif not token or b'"' in token or b"\\" in token:
-            return None
-        else:
-            args.append(token)
-    return args
 
 
 def _ticker_invariants(ticker: Ticker, owned: frozenset[str]) -> str | None:
@@ -227,10 +201,11 @@ class InProcessTarget:
             self.tally.canonical_mismatches += 1
             self.tally.keep(f"canonical frame decoded as {frame!r}"[:400])
             return
-        args = inline_args(hset_line(keys.option_key(symbol).encode(), data, ts, now_ms))
-        if args != hset_args(frame, now_ms):
+        key = keys.option_key(symbol)
+        fast = resp.hset_canonical(key.encode(), data, ts, now_ms)
+        if fast != resp.hset_ticker(key, {**_BLANK, **frame.data}, ts, now_ms):
             self.tally.canonical_mismatches += 1
-            self.tally.keep(f"canonical inline HSET differs for {case.raw[:200]!r}: {args!r}"[:400])
+            self.tally.keep(f"canonical HSET differs for {case.raw[:200]!r}: {fast[:300]!r}"[:400])
 
     def _replay_answer(self, answer: CommandAnswer) -> None:
         """The same answer, as if it answered a request in flight (hostile ret_msg/topics)."""

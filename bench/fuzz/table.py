@@ -38,7 +38,7 @@ def failures(f: Findings) -> list[str]:
             out.append(f"in-process: {t.resp_mismatches} RESP commands not read back as written")
         if t.canonical_mismatches:
             out.append(f"in-process: {t.canonical_mismatches} frames of Bybit's shape whose fast path "
-                       "disagrees with decode (verdict or inline HSET)")
+                       "disagrees with decode (verdict or HSET)")
         if t.canonical == 0:
             out.append("in-process: no case had Bybit's own shape (the fast path went unchecked)")
     if f.wire is not None:
