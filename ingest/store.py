@@ -28,6 +28,10 @@ from redis.exceptions import RedisError, ResponseError
 from common import keys
 from common.redisconn import SentinelTarget, connection_pool
 
+#: Commands per socket write of a batch (~80 kB of option HSETs): below glibc's initial mmap
+#: threshold (128 kB), so each slice's buffer is reused rather than growing the heap.
+WRITE_SLICE: Final = 64
+
 #: Raises hash fields to a value, never lowers them, atomically (``EVAL``, a few times a second
 #: at most): KEYS are hashes, ARGV pairs (field, value) one per key. A field that is absent or
 #: not a number takes the value. Two replicas each write their newest ``last_update``; whichever
@@ -115,7 +119,7 @@ class Store:
         self.timeout = timeout
 
     async def execute(self, commands: Sequence[bytes]) -> list[ResponseError | None]:
-        """Send RESP ``commands`` in one write; per command, None or its error reply."""
+        """Send RESP ``commands`` in one round trip; per command, None or its error reply."""
         if not commands:
             return []
         pool = self.redis.connection_pool
@@ -126,7 +130,10 @@ class Store:
             raise RedisUnavailable(f"connect: {exc!r}") from exc
         try:
             async with asyncio.timeout(self.timeout):
-                await conn.send_packed_command(b"".join(commands), check_health=False)
+                # In slices: one join of a whole flush (~2.7 MB at 2,000 options) raised glibc's
+                # mmap threshold and then stayed in the heap; slices of ~80 kB are reused.
+                for start in range(0, len(commands), WRITE_SLICE):
+                    await conn.send_packed_command(commands[start:start + WRITE_SLICE], check_health=False)
                 parser = getattr(conn, "_parser", None)
                 if _BULK is not None and type(parser) is _BULK[0]:
                     results = await _read_replies(parser, _BULK[1], len(commands))
@@ -207,6 +214,42 @@ class Store:
             raise RedisUnavailable(f"HMGET heartbeat failed: {reply!r}")
         pid, started = (v.decode() if isinstance(v, bytes) else v for v in reply)
         return pid, started
+
+    async def forget_replicas(self, candidates: Sequence[str]) -> tuple[list[str], list[Exception]]:
+        """Of ``candidates`` (names listed in ``ingest:replicas``), forget those with no live heartbeat.
+
+        Forgotten: the member, its stats and lag hashes. A name whose process still heartbeats
+        (an old worker in its stop grace during a rolling restart) is kept; it is asked again
+        later. Returns the names forgotten and the error replies (the caller counts them).
+        """
+        if not candidates:
+            return [], []
+
+        def alive(pipe: Any) -> None:
+            for name in candidates:
+                pipe.exists(keys.replica_heartbeat_key(name))
+
+        replies = await self._pipeline(alive)
+        failed = [r for r in replies if isinstance(r, Exception)]
+        dead = [name for name, n in zip(candidates, replies, strict=True) if n == 0]
+        if dead:
+            def forget(pipe: Any) -> None:
+                pipe.zrem(keys.INGEST_REPLICAS, *dead)
+                pipe.delete(*(k for name in dead
+                              for k in (keys.replica_stats_key(name), keys.replica_lag_key(name))))
+
+            failed += [r for r in await self._pipeline(forget) if isinstance(r, Exception)]
+        return dead, failed
+
+    async def replicas(self) -> list[str]:
+        """Every name listed in ``ingest:replicas``."""
+        def fill(pipe: Any) -> None:
+            pipe.zrange(keys.INGEST_REPLICAS, 0, -1)
+
+        (reply,) = await self._pipeline(fill)
+        if isinstance(reply, Exception) or not isinstance(reply, list):
+            raise RedisUnavailable(f"ZRANGE ingest:replicas failed: {reply!r}")
+        return [m.decode() if isinstance(m, bytes) else str(m) for m in reply]
 
     async def write_stats(self, *, replica: str, global_doc: Mapping[str, str],
                           coin_docs: Mapping[str, Mapping[str, str]], lag_doc: Mapping[str, str],

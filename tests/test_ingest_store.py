@@ -13,7 +13,7 @@ from ingest.lag import LagHistogram
 from ingest.pressure import MemoryPressure
 from ingest.reporter import Reporter
 from ingest.stats import ConnectionState, Counters
-from ingest.store import RedisUnavailable, Store, make_redis
+from ingest.store import WRITE_SLICE, RedisUnavailable, Store, make_redis
 from ingest.writer import Writer
 from tests.servers import RedisServer
 
@@ -85,6 +85,20 @@ async def test_a_key_redis_refuses_fails_alone_and_is_counted(
     assert await w.flush() is True
     assert r.hget(keys.option_key(B), "markPrice") == "7.5"
     assert r.smembers(keys.coin_index_key("BTC")) == {A, B}
+
+
+async def test_a_batch_of_many_slices_maps_each_reply_to_its_own_command(
+        store: Store, redis_server: RedisServer) -> None:
+    """A flush goes out in slices of WRITE_SLICE commands: the replies still line up, across slices."""
+    r = redis_server.client()
+    bad = {WRITE_SLICE - 1, WRITE_SLICE, 3 * WRITE_SLICE + 7}  # both sides of a slice edge, and later
+    for i in bad:
+        r.set(f"k{i}", "not a hash")
+    commands = [resp.command("HSET", f"k{i}", "f", str(i)) for i in range(4 * WRITE_SLICE + 3)]
+    results = await store.execute(commands)
+    assert {i for i, reply in enumerate(results) if reply is not None} == bad
+    assert all("WRONGTYPE" in str(results[i]) for i in bad)
+    assert r.hget(f"k{4 * WRITE_SLICE + 2}", "f") == str(4 * WRITE_SLICE + 2)
 
 
 async def test_an_outage_holds_the_latest_state_and_a_restarted_redis_gets_all_of_it_back(
