@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -154,6 +155,19 @@ MAX_INGEST_WORKERS: Final = 8
 def worker_replica(replica: str, index: int) -> str:
     """The replica name worker ``index`` of an ingest named ``replica`` reports under."""
     return f"{replica}-w{index}"
+
+
+def retired_replicas(replica: str, workers: int, listed: Iterable[str]) -> list[str]:
+    """The names in ``listed`` an ingest named ``replica`` reported under with another INGEST_WORKERS.
+
+    One process reports as ``replica``, several as ``replica-w<i>`` (:func:`worker_replica`); after
+    the count changes, the names the new count does not run would stay listed (and
+    IngestReplicaDown firing) for a day. ``replica-w<digits>`` therefore belongs to ``replica``:
+    do not give an unrelated replica such a name.
+    """
+    current = {replica} if workers <= 1 else {worker_replica(replica, i) for i in range(workers)}
+    family = re.compile(re.escape(replica) + r"(?:-w[0-9]{1,4})?")
+    return [name for name in listed if name not in current and family.fullmatch(name)]
 
 
 def _validate(s: Settings) -> None:

@@ -66,7 +66,9 @@ INGEST_REPLICAS: Final = "ingest:replicas"
 
 #: How long a replica that stopped heartbeating is still listed (and its stats hashes
 #: kept): a day, long enough for the warning to be handled; forget one sooner with
-#: ``ZREM ingest:replicas <name>`` (docs/runbooks/IngestReplicaDown.md).
+#: ``ZREM ingest:replicas <name>`` (docs/runbooks/IngestReplicaDown.md). The names of workers
+#: a changed INGEST_WORKERS no longer runs are forgotten by the ingest itself
+#: (:func:`common.config.retired_replicas`).
 REPLICA_RETENTION_SECONDS: Final = 86400.0
 
 #: At most this many replicas are read per scrape (the newest heartbeats): bounds the

@@ -22,7 +22,7 @@ from typing import Final
 
 import aiohttp
 
-from common.config import Settings
+from common.config import Settings, worker_replica
 from common.redisconn import sentinel_target
 from ingest.coalescer import Coalescer
 from ingest.discovery import Discovery, InstrumentsClient
@@ -67,6 +67,18 @@ def install_signal_handlers(stop: asyncio.Event) -> None:
         loop.add_signal_handler(sig, stop.set)
 
 
+def retiring(settings: Settings, share: WorkerShare | None) -> tuple[str, int] | None:
+    """(INGEST_REPLICA, INGEST_WORKERS) for the one process of an ingest that tidies its former names.
+
+    The single process, or worker 0 of several (whose replica name is ``<INGEST_REPLICA>-w0``).
+    """
+    if share is None:
+        return settings.ingest_replica, 1
+    if share.index != 0:
+        return None
+    return settings.ingest_replica.removesuffix(worker_replica("", 0)), share.count
+
+
 async def main(settings: Settings, *, stop: asyncio.Event | None = None,
                share: WorkerShare | None = None) -> None:
     """Run until ``stop`` is set (by default: until SIGTERM or SIGINT).
@@ -93,7 +105,8 @@ async def main(settings: Settings, *, stop: asyncio.Event | None = None,
     pool = Pool(settings=settings, sink=sink, counters=counters, stop=stop, grace=CLOSE_GRACE, share=share)
     reporter = Reporter(store=store, writer=writer, counters=counters, lag=lag, pressure=pressure,
                         connection_state=pool.state, interval=settings.stats_interval,
-                        heartbeat_ttl=settings.heartbeat_ttl, replica=settings.ingest_replica)
+                        heartbeat_ttl=settings.heartbeat_ttl, replica=settings.ingest_replica,
+                        retire=retiring(settings, share))
 
     def on_universe(universe: dict[str, set[str]]) -> None:
         change = pool.apply(universe)

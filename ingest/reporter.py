@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Final
 
 from common import errors, keys
+from common.config import retired_replicas
 from common.logs import LogThrottle
 from ingest import process_stats
 from ingest.lag import LagHistogram
@@ -36,6 +37,8 @@ log = logging.getLogger("ingest.reporter")
 
 
 #: :meth:`Reporter._watch_shape` looks at an interval's tickers only when there were this many...
+#: Seconds between two looks for names this ingest reported under with another INGEST_WORKERS.
+RETIRE_EVERY: Final = 60.0
 SHAPE_MIN_TICKERS: Final = 1000
 #: ...and speaks when more than this share of them took the exact decoder.
 SHAPE_MAX_EXACT_SHARE: Final = 0.5
@@ -53,7 +56,8 @@ class Reporter:
 
     def __init__(self, *, store: Store, writer: Writer, counters: Counters, lag: LagHistogram,
                  pressure: MemoryPressure, connection_state: Callable[[], ConnectionState],
-                 interval: float, heartbeat_ttl: float, replica: str = keys.DEFAULT_REPLICA) -> None:
+                 interval: float, heartbeat_ttl: float, replica: str = keys.DEFAULT_REPLICA,
+                 retire: tuple[str, int] | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
         self.writer = writer
         self.counters = counters
@@ -67,6 +71,11 @@ class Reporter:
         self._throttle = LogThrottle(period=60.0, burst=2)
         self._wrote_heartbeat = False
         self._shape_mark = (counters.messages, counters.exact_tickers)
+        #: (INGEST_REPLICA, INGEST_WORKERS) when this process tidies the names its ingest reported
+        #: under with another worker count (the single process, or worker 0): :meth:`_retire`.
+        self.retire = retire
+        self._clock = clock
+        self._next_retire = 0.0
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -115,6 +124,26 @@ class Reporter:
                         "at about twice the CPU (a new field or key order on Bybit's side?)",
                         extra={"exact_share": round(share, 3), "suppressed": suppressed})
 
+    async def _retire(self) -> None:
+        """Forget the names this ingest reported under before INGEST_WORKERS changed, once they are dead.
+
+        Without it a lowered (or raised) worker count leaves the old names in ``ingest:replicas``,
+        and IngestReplicaDown fires for them for a day. A name still heartbeating (the previous
+        process in its stop grace) is kept until a later round. Every :data:`RETIRE_EVERY` s.
+        """
+        if self.retire is None or self._clock() < self._next_retire:
+            return
+        self._next_retire = self._clock() + RETIRE_EVERY
+        candidates = retired_replicas(*self.retire, await self.store.replicas())
+        forgotten, refused = await self.store.forget_replicas(candidates)
+        if refused:
+            self.counters.error(errors.REDIS_ERROR, len(refused))
+            log.error("redis refused the tidying of former replica names", extra={
+                "error_type": errors.REDIS_ERROR, "first": str(refused[0])[:200]})
+        if forgotten:
+            log.info("forgot the names this ingest reported under with another INGEST_WORKERS",
+                     extra={"replicas": forgotten, "ingest_workers": self.retire[1]})
+
     async def report(self) -> bool:
         """One round: stats out, INFO in. False when Redis could not be reached."""
         self._watch_shape()
@@ -135,6 +164,7 @@ class Reporter:
                                                started_at=self.counters.started_at),
                 heartbeat_ttl=self.heartbeat_ttl)
             self._wrote_heartbeat = True
+            await self._retire()
             info = await self.store.server_info()
         except RedisUnavailable as exc:
             # The writer counts the outage and owns the retry pace; only note it here.

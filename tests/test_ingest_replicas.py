@@ -7,13 +7,16 @@ exporter, the alerts) is tests/test_ingest_replicas_e2e.py.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 
 import pytest
 
 from common import errors, keys
-from common.config import ConfigError, load_settings
+from common.config import ConfigError, load_settings, retired_replicas
+from ingest.app import retiring
+from ingest.sharding import WorkerShare
 from ingest.stats import ConnectionState, Counters, coin_fields, global_fields, heartbeat_fields
 from ingest.store import Store, make_redis
 from tests.servers import RedisServer
@@ -170,3 +173,61 @@ def test_the_prometheus_pair_keeps_the_ingest_replica_label_on_alerts() -> None:
         assert "replica" not in doc["global"]["external_labels"], path
         for relabel in doc["alerting"]["alert_relabel_configs"]:
             assert not re.fullmatch(relabel["regex"], "replica"), path
+
+
+# --- a changed INGEST_WORKERS leaves no names behind ----------------------------------------------
+
+def test_the_names_an_ingest_no_longer_runs_are_its_own_of_another_worker_count() -> None:
+    listed = ["main", "main-w0", "main-w1", "main-w2", "other", "other-w0", "main-x", "mainw1", "main-w",
+              "main-w1-w0"]
+    assert retired_replicas("main", 2, listed) == ["main", "main-w2"]
+    assert retired_replicas("main", 1, listed) == ["main-w0", "main-w1", "main-w2"]
+    assert retired_replicas("main", 3, listed) == ["main"]
+    assert retired_replicas("other", 1, listed) == ["other-w0"]
+
+
+def test_the_single_process_or_worker_0_tidies_and_knows_the_ingests_name() -> None:
+    settings = load_settings({"INGEST_REPLICA": "eu-1"})
+    assert retiring(settings, None) == ("eu-1", 1)
+    worker0 = dataclasses.replace(settings, ingest_replica="eu-1-w0", ingest_workers=1)
+    assert retiring(worker0, WorkerShare(0, 3)) == ("eu-1", 3)
+    worker1 = dataclasses.replace(settings, ingest_replica="eu-1-w1", ingest_workers=1)
+    assert retiring(worker1, WorkerShare(1, 3)) is None
+
+
+async def test_worker_0_forgets_the_dead_names_of_the_former_worker_count_and_only_those(
+        store: Store, redis_server: RedisServer) -> None:
+    from ingest.coalescer import Coalescer
+    from ingest.lag import LagHistogram
+    from ingest.pressure import MemoryPressure
+    from ingest.reporter import RETIRE_EVERY, Reporter
+    from ingest.writer import Writer
+
+    now = time.time()
+    r = redis_server.client()
+    # Before: one process ("main"), then three workers; a sibling still running; an unrelated replica.
+    for name in ("main", "main-w1", "main-w2", "main-w3", "other"):
+        await report(store, name, now=now - 30, last_update=now - 30, messages=5)
+    for gone in ("main", "main-w2", "other"):
+        r.delete(keys.replica_heartbeat_key(gone))  # their heartbeats expired: the processes are gone
+    clock = [100.0]
+    counters = Counters(coins=("BTC",), started_at=now)
+    pressure = MemoryPressure(threshold_bytes=2**30, ratio=0.7, normal_ttl=86400, pressure_ttl=21600)
+    writer = Writer(store=store, coalescer=Coalescer(), counters=counters, pressure=pressure,
+                    flush_interval=0.1, retry_max=1.0)
+    reporter = Reporter(store=store, writer=writer, counters=counters, lag=LagHistogram(), pressure=pressure,
+                        connection_state=ConnectionState, interval=1.0, heartbeat_ttl=15.0, replica="main-w0",
+                        retire=("main", 2), clock=lambda: clock[0])
+    assert await reporter.report() is True
+    # main and main-w2 are forgotten with their stats; main-w3 still heartbeats (a worker in its stop
+    # grace), main-w1 is a current sibling, "other" is not this ingest's.
+    assert sorted(r.zrange(keys.INGEST_REPLICAS, 0, -1)) == ["main-w0", "main-w1", "main-w3", "other"]
+    assert not r.exists(keys.replica_stats_key("main-w2"), keys.replica_lag_key("main-w2"))
+    assert r.exists(keys.replica_stats_key("main-w3"))
+    r.delete(keys.replica_heartbeat_key("main-w3"))  # it stopped
+    assert await reporter.report() is True
+    assert "main-w3" in r.zrange(keys.INGEST_REPLICAS, 0, -1)  # not asked again before RETIRE_EVERY
+    clock[0] += RETIRE_EVERY
+    assert await reporter.report() is True
+    assert sorted(r.zrange(keys.INGEST_REPLICAS, 0, -1)) == ["main-w0", "main-w1", "other"]
+    assert counters.errors[errors.REDIS_ERROR] == 0

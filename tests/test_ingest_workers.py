@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 
 import pytest
@@ -113,10 +114,19 @@ def _heartbeat_pid(ingest: IngestHandle, replica: str) -> int:
 def test_two_workers_share_the_feed_restart_when_killed_and_stop_together(
         redis_server: RedisServer, simulator_factory: SimFactory, ingest_factory: IngestFactory) -> None:
     sim = simulator_factory(instruments_per_coin=30, push_interval=0.2)
+    # The same ingest ran before as one process, then with three workers: those names are dead.
+    before = redis_server.client()
+    before.zadd(keys.INGEST_REPLICAS, {"main": time.time() - 60, "main-w2": time.time() - 60})
+    before.hset(keys.replica_stats_key("main-w2"), keys.F_SUBSCRIPTIONS, "9")
     ingest = ingest_factory(redis_url=redis_server.url, simulator=sim, env={"INGEST_WORKERS": "2"})
     workers = ("main-w0", "main-w1")
     wait_until(lambda: all(_heartbeat_pid(ingest, w) for w in workers), timeout=30,
                what="a heartbeat from each worker")
+    # Worker 0 forgets them at its first report: IngestReplicaDown does not fire for them.
+    wait_until(lambda: set(before.zrange(keys.INGEST_REPLICAS, 0, -1)) == set(workers), timeout=10,
+               what="the former names forgotten")
+    assert not before.exists(keys.replica_stats_key("main-w2"))
+    assert "forgot the names this ingest reported under with another INGEST_WORKERS" in ingest.log_text()
     pids = {w: _heartbeat_pid(ingest, w) for w in workers}
     assert len(set(pids.values()) | {ingest.pid}) == 3, "two worker processes beside the supervisor"
 
