@@ -64,6 +64,10 @@ class Writer:
         self._retry_delay = _FIRST_RETRY
         self._next_try = 0.0
         self._throttle = LogThrottle(period=30.0, burst=3, clock=clock)
+        #: Each symbol's rendered ``EXPIRE`` for :attr:`_expire_ttl`: the same bytes at every
+        #: flush until the TTL in force changes (memory pressure), so rendered once.
+        self._expires: dict[str, bytes] = {}
+        self._expire_ttl = 0
 
     # --- what Redis should hold ---------------------------------------------------------------
     def forget(self, removed: Mapping[str, Iterable[str]]) -> None:
@@ -71,6 +75,8 @@ class Writer:
         for coin, delivered in removed.items():
             symbols = list(delivered)
             self.coalescer.remove(symbols)
+            for symbol in symbols:
+                self._expires.pop(symbol, None)
             index = self.indexed.get(coin)
             for symbol in symbols:
                 if index is not None:
@@ -139,14 +145,20 @@ class Writer:
             commands.extend(resp.command("SREM", keys.coin_index_key(c), *s) for c, s in by_coin.items())
         first_ticker = len(commands)
         new_in_index: dict[str, list[str]] = {}
-        expire, prefix, guarded = resp.expire, keys.OPTION_PREFIX, resp.guarded
+        if ttl != self._expire_ttl:
+            self._expires.clear()
+            self._expire_ttl = ttl
+        expires, prefix, guarded = self._expires, keys.OPTION_PREFIX, resp.guarded
         stride = 1 if self.monotonic else 2
         for symbol, entry in batch:
             if self.monotonic:
                 commands.append(guarded(entry.command, entry.ts, ttl))
             else:
                 commands.append(entry.command)
-                commands.append(expire(prefix + symbol, ttl))
+                expire = expires.get(symbol)
+                if expire is None:
+                    expire = expires[symbol] = resp.expire(prefix + symbol, ttl)
+                commands.append(expire)
             index = self.indexed.get(entry.coin)
             if index is None or symbol not in index:
                 new_in_index.setdefault(entry.coin, []).append(symbol)

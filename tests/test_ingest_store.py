@@ -70,6 +70,24 @@ async def test_a_flush_writes_each_hash_as_received_with_ttl_index_and_counters(
     assert w.coalescer.pending == 0
 
 
+async def test_the_ttl_in_force_at_each_flush_is_the_one_written(
+        store: Store, redis_server: RedisServer) -> None:
+    """The EXPIRE of each symbol is rendered once per TTL: a pressure change must still reach Redis."""
+    r = redis_server.client()
+    w = make_writer(store)
+    put(w, A, 1)
+    assert await w.flush() is True
+    assert 86300 < r.ttl(keys.option_key(A)) <= 86400
+    assert w.pressure.update(used_memory=401 * 2**20, maxmemory=0) is True  # pressure: 6 h
+    put(w, A, 2)
+    assert await w.flush() is True
+    assert 21500 < r.ttl(keys.option_key(A)) <= 21600
+    assert w.pressure.update(used_memory=2**20, maxmemory=0) is True  # relieved: 24 h again
+    put(w, A, 3)
+    assert await w.flush() is True
+    assert 86300 < r.ttl(keys.option_key(A)) <= 86400
+
+
 async def test_a_key_redis_refuses_fails_alone_and_is_counted(
         store: Store, redis_server: RedisServer) -> None:
     r = redis_server.client()
