@@ -6,7 +6,9 @@
   compose service names or loopback ports; alertmanager_config.py derives the loopback
   variant of alertmanager/alertmanager.yml;
 - kubernetes.py renders deploy/kubernetes/ (PrometheusRules, ServiceMonitors, dashboard
-  ConfigMaps) from the same rules and grafana/, for prometheus-operator users.
+  ConfigMaps) from the same rules and grafana/, for prometheus-operator users, and the tracker's
+  own Deployments, Services and ConfigMap (workloads.py) from common/config.py; kubelabels.py
+  holds the names and labels that link them.
 
 CLI: ``python -m scripts.promconfig --help``. The functions below are the API the local
 stack (scripts/localstack.py) and the tests use.

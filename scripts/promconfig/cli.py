@@ -4,6 +4,7 @@
     python -m scripts.promconfig check          # exit 1 if a committed file is out of date
     python -m scripts.promconfig render --runbook-base https://tracker.example.com/docs/runbooks/
     python -m scripts.promconfig kubernetes --out DIR --runbook-base https://tracker.example.com/docs/runbooks/
+    python -m scripts.promconfig kubernetes --out DIR --ingest-replicas a,b   # two ingests (HA)
     python -m scripts.promconfig prometheus --out DIR --exporter 127.0.0.1:9108 ...
     python -m scripts.promconfig prometheus --out DIR --replica a --alertmanager HOST:P1,HOST:P2 ...
     python -m scripts.promconfig rules --out DIR --set NoDataFlowing.threshold=10 --duration-scale 0.05
@@ -34,6 +35,7 @@ from scripts.promconfig.prometheus_config import (
 )
 from scripts.promconfig.rules import RULES_DIR, render_rule_files, stale_rule_files, write_rule_files
 from scripts.promconfig.thresholds import ROOT, ThresholdError, load_thresholds
+from scripts.promconfig.workloads import ReplicaNamesError, check_ingest_replicas
 
 
 def _runbook_base(value: str) -> str:
@@ -41,6 +43,14 @@ def _runbook_base(value: str) -> str:
     try:
         return check_runbook_base(value)
     except RunbookBaseError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _ingest_replicas(value: str) -> tuple[str, ...]:
+    """--ingest-replicas a,b, checked: argparse prints the reason."""
+    try:
+        return check_ingest_replicas([n.strip() for n in value.split(",") if n.strip()])
+    except ReplicaNamesError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
@@ -53,6 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="exit 1 when a committed generated file is out of date")
     kube = sub.add_parser("kubernetes", help="write the deploy/kubernetes manifests into another directory")
     kube.add_argument("--out", type=Path, required=True, help="directory for the manifests")
+    kube.add_argument("--ingest-replicas", type=_ingest_replicas, default=(), metavar="NAME,NAME",
+                      help="one ingest Deployment per name, each its own INGEST_REPLICA, with "
+                           "INGEST_MONOTONIC_WRITES on (HA; default: one ingest, replica main)")
 
     prom = sub.add_parser("prometheus", help="write a prometheus.yml for other targets (e.g. loopback)")
     prom.add_argument("--out", type=Path, required=True, help="directory for prometheus.yml")
@@ -151,7 +164,8 @@ def run(args: argparse.Namespace) -> int:
             print(path)
         return 0
     if args.command == "kubernetes":
-        for path in write_kubernetes(args.out, render_kubernetes(runbook_base=args.runbook_base)):
+        rendered = render_kubernetes(runbook_base=args.runbook_base, ingest_replicas=args.ingest_replicas)
+        for path in write_kubernetes(args.out, rendered):
             print(path)
         return 0
     print(write_local_alertmanager_config(args.out, webhook_url=args.webhook_url,
