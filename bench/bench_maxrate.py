@@ -24,6 +24,8 @@ by side would mostly measure each other):
   ``data_received`` by :class:`ingest.connection.TickerConnection`, no ``recv()``);
 - ``ingest-uvloop`` (when ``uvloop`` is installed, unless ``--no-uvloop``): the ingest on uvloop's
   event loop, to see whether it would help.
+- ``floor-picows`` (when ``picows`` is installed; not in ``--quick``): the floor on picows' C frame
+  parser, to see what that read path would buy.
 
 Then the burst: :mod:`bench.bench_ingest`'s firehose (pre-rendered frames as fast as TCP takes
 them) against the ingest, the release ingest and the floor.
@@ -33,8 +35,8 @@ Per consumer: frames/s received, CPU share of one core and CPU µs per frame (/p
 ``ts`` to the moment the ticker is readable in Redis: for the ingest a sampler polls 200 symbols'
 ``ts`` every 10 ms, so add up to ~10 ms of sampling; the naive consumer measures after its
 ``HSET`` returns; the floor's is exchange to receipt), and the longest event-loop stall (a
-10 ms timer's overshoot). Absolute figures on a shared machine drift 2-3x between runs; the
-verdicts are ratios within one run.
+10 ms timer's overshoot), and the Redis server's CPU over the window. Absolute figures on a
+shared machine drift 2-3x between runs; the verdicts are ratios within one run.
 """
 
 from __future__ import annotations
