@@ -186,11 +186,28 @@ class Tally:
     lags_ms: list[float] = field(default_factory=list)
     measuring: bool = False
 
+    def sampled(self) -> bool:
+        """Count a frame; True when it is one whose receive lag is read (one in 100, measuring)."""
+        self.frames += 1
+        return self.frames % FLOOR_LAG_EVERY == 0 and self.measuring
+
+    def receive_lag(self, raw: bytes) -> None:
+        """Note the lag from the frame's exchange ``ts`` to now (a frame without one is skipped)."""
+        at = raw.find(b'"ts":')
+        if at >= 0:
+            with contextlib.suppress(ValueError):
+                self.lags_ms.append(time.time() * 1000 - int(raw[at + 5:raw.find(b",", at)]))
+
+
+def subscribe_requests(symbols: Sequence[str]) -> list[str]:
+    """Bybit's subscribe requests for ``symbols``' tickers, 200 topics each."""
+    return [json.dumps({"op": "subscribe", "args": [f"tickers.{s}" for s in symbols[i:i + 200]],
+                        "req_id": str(i)}) for i in range(0, len(symbols), 200)]
+
 
 async def _subscribe(ws: ClientConnection, symbols: Sequence[str]) -> None:
-    for i in range(0, len(symbols), 200):
-        await ws.send(json.dumps({"op": "subscribe", "args": [f"tickers.{s}" for s in symbols[i:i + 200]],
-                                  "req_id": str(i)}))
+    for request in subscribe_requests(symbols):
+        await ws.send(request)
 
 
 async def floor_loop(ws_url: str, symbols: Sequence[str], tally: Tally) -> None:
@@ -200,13 +217,8 @@ async def floor_loop(ws_url: str, symbols: Sequence[str], tally: Tally) -> None:
         recv = ws.recv
         while True:
             raw = await recv(decode=False)
-            tally.frames += 1
-            if tally.frames % FLOOR_LAG_EVERY == 0 and tally.measuring:
-                at = raw.find(b'"ts":')
-                if at >= 0:
-                    end = raw.find(b",", at)
-                    with contextlib.suppress(ValueError):
-                        tally.lags_ms.append(time.time() * 1000 - int(raw[at + 5:end]))
+            if tally.sampled():
+                tally.receive_lag(raw)
 
 
 async def floor_callback_loop(ws_url: str, symbols: Sequence[str], tally: Tally) -> None:
@@ -218,12 +230,8 @@ async def floor_callback_loop(ws_url: str, symbols: Sequence[str], tally: Tally)
     from ingest.connection import TickerConnection
 
     def count(raw: bytes) -> None:
-        tally.frames += 1
-        if tally.frames % FLOOR_LAG_EVERY == 0 and tally.measuring:
-            at = raw.find(b'"ts":')
-            if at >= 0:
-                with contextlib.suppress(ValueError):
-                    tally.lags_ms.append(time.time() * 1000 - int(raw[at + 5:raw.find(b",", at)]))
+        if tally.sampled():
+            tally.receive_lag(raw)
 
     async with connect(ws_url, max_size=2**22, compression=None, create_connection=TickerConnection) as ws:
         assert isinstance(ws, TickerConnection)
@@ -243,18 +251,12 @@ async def floor_picows_loop(ws_url: str, symbols: Sequence[str], tally: Tally) -
 
     class Counting(picows.WSListener):  # type: ignore[misc]
         def on_ws_frame(self, transport: Any, frame: Any) -> None:
-            tally.frames += 1
-            if tally.frames % FLOOR_LAG_EVERY == 0 and tally.measuring:
-                raw = frame.get_payload_as_bytes()
-                at = raw.find(b'"ts":')
-                if at >= 0:
-                    with contextlib.suppress(ValueError):
-                        tally.lags_ms.append(time.time() * 1000 - int(raw[at + 5:raw.find(b",", at)]))
+            if tally.sampled():
+                tally.receive_lag(frame.get_payload_as_bytes())
 
     transport, _ = await picows.ws_connect(Counting, ws_url, max_frame_size=2**22)
-    for i in range(0, len(symbols), 200):
-        request = {"op": "subscribe", "args": [f"tickers.{s}" for s in symbols[i:i + 200]], "req_id": str(i)}
-        transport.send(picows.WSMsgType.TEXT, json.dumps(request).encode())
+    for request in subscribe_requests(symbols):
+        transport.send(picows.WSMsgType.TEXT, request.encode())
     await transport.wait_disconnected()
 
 

@@ -36,9 +36,9 @@ from ingest.writer import Writer
 log = logging.getLogger("ingest.reporter")
 
 
-#: :meth:`Reporter._watch_shape` looks at an interval's tickers only when there were this many...
 #: Seconds between two looks for names this ingest reported under with another INGEST_WORKERS.
 RETIRE_EVERY: Final = 60.0
+#: :meth:`Reporter._watch_shape` looks at an interval's tickers only when there were this many...
 SHAPE_MIN_TICKERS: Final = 1000
 #: ...and speaks when more than this share of them took the exact decoder.
 SHAPE_MAX_EXACT_SHARE: Final = 0.5

@@ -74,7 +74,7 @@ def hset_ticker(key: str, data: Mapping[str, str], ts: int, recv_ms: int) -> byt
     return _hset_bytes(key, data, ts, recv_ms)
 
 
-_BULK_LENGTHS: Final[list[bytes]] = [b"$%d\r\n" % n for n in range(256)]
+_BULK_LENGTHS: Final[list[bytes]] = [line.encode() for line in _LENGTHS]
 #: One slot per (header, ``$len`` line, value) of the 25 fields, headers filled in.
 _CANONICAL_SLOTS: Final[list[bytes]] = [b""] * (3 * len(TICKER_FIELDS))
 _CANONICAL_SLOTS[0::3] = [header.encode() for header in _FIELD_HEADERS_CRLF.values()]

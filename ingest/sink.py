@@ -12,6 +12,7 @@ without the blanks a field of an older ticker would survive beside the newer one
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Final
 
 from ingest.coalescer import Coalescer
@@ -21,6 +22,15 @@ from ingest.stats import Counters
 
 _BLANK: Final[dict[str, str]] = dict.fromkeys(TICKER_FIELDS, "")
 _COMPLETE: Final = len(TICKER_FIELDS)
+
+
+def complete(data: Mapping[str, str]) -> Mapping[str, str]:
+    """A decoded ticker's fields with every Bybit field there, those it lacks empty (what is stored).
+
+    ``data`` holds only known fields (the decoder drops the rest), so it is complete when all
+    are there.
+    """
+    return data if len(data) == _COMPLETE else {**_BLANK, **data}
 
 
 class TickerSink:
@@ -37,10 +47,7 @@ class TickerSink:
         counters.exact_tickers += 1
         counters.messages_by_coin[coin] += 1
         self.lag.observe((recv_ms - ticker.ts) / 1000.0)
-        data = ticker.data  # only known fields (the decoder drops the rest): complete when all there
-        if len(data) != _COMPLETE:
-            data = {**_BLANK, **data}
-        self.coalescer.put_ticker(ticker.symbol, coin, ticker.ts, recv_ms, data)
+        self.coalescer.put_ticker(ticker.symbol, coin, ticker.ts, recv_ms, complete(ticker.data))
 
     def accept_canonical(self, symbol: str, coin: str, ts: int, recv_ms: int, data: bytes) -> None:
         """A frame of Bybit's own shape (:mod:`ingest.canonical`): ``data`` is its object's bytes.

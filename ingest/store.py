@@ -151,7 +151,7 @@ class Store:
             await conn.disconnect(nowait=True)
             await self._drop_idle()
             raise RedisUnavailable(f"batch of {len(commands)}: {exc!r}") from exc
-        except BaseException:
+        except asyncio.CancelledError:
             # Cancelled mid-batch: unread replies would poison the connection for its next user.
             await conn.disconnect(nowait=True)
             raise

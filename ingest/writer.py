@@ -75,10 +75,9 @@ class Writer:
         for coin, delivered in removed.items():
             symbols = list(delivered)
             self.coalescer.remove(symbols)
-            for symbol in symbols:
-                self._expires.pop(symbol, None)
             index = self.indexed.get(coin)
             for symbol in symbols:
+                self._expires.pop(symbol, None)
                 if index is not None:
                     index.discard(symbol)
                 self._to_delete[symbol] = coin

@@ -29,7 +29,7 @@ from ingest.connection import Connection
 from ingest.frames import TICKER_FIELDS, Ticker, decode
 from ingest.lag import LagHistogram
 from ingest.reporter import Reporter, exact_share
-from ingest.sink import TickerSink
+from ingest.sink import TickerSink, complete
 from ingest.stats import ConnectionState, Counters
 from simulator import frames as sim_frames
 from simulator import malformed
@@ -123,8 +123,7 @@ def check_fast_verdict(raw: bytes) -> bool:
 
 def exact_command(ticker: Ticker, recv_ms: int) -> bytes:
     """The ``HSET`` the exact path writes for ``ticker`` (every Bybit field, those it lacked empty)."""
-    data = {**dict.fromkeys(TICKER_FIELDS, ""), **ticker.data}
-    return resp.hset_ticker(keys.option_key(ticker.symbol), data, ticker.ts, recv_ms)
+    return resp.hset_ticker(keys.option_key(ticker.symbol), complete(ticker.data), ticker.ts, recv_ms)
 
 
 plain = st.from_regex(r"-?[0-9]{1,31}(\.[0-9]{1,31})?", fullmatch=True)

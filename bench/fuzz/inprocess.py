@@ -45,13 +45,11 @@ from ingest.coalescer import Coalescer
 from ingest.connection import Connection
 from ingest.frames import REQUIRED_FIELDS, CommandAnswer, Pong, Rejected, Ticker
 from ingest.lag import LagHistogram
-from ingest.sink import TickerSink
+from ingest.sink import TickerSink, complete
 from ingest.stats import Counters
 from ingest.subscriptions import Subscriptions
 
 EXAMPLES_KEPT: Final = 5
-#: Every Bybit field empty: the exact path blanks the fields a ticker lacks (ingest.sink).
-_BLANK: Final[dict[str, str]] = dict.fromkeys(frames.TICKER_FIELDS, "")
 
 
 @dataclass
@@ -203,7 +201,7 @@ class InProcessTarget:
             return
         key = keys.option_key(symbol)
         fast = resp.hset_canonical(key.encode(), data, ts, now_ms)
-        if fast != resp.hset_ticker(key, {**_BLANK, **frame.data}, ts, now_ms):
+        if fast != resp.hset_ticker(key, complete(frame.data), ts, now_ms):
             self.tally.canonical_mismatches += 1
             self.tally.keep(f"canonical HSET differs for {case.raw[:200]!r}: {fast[:300]!r}"[:400])
 
