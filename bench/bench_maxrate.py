@@ -186,13 +186,12 @@ class Tally:
     lags_ms: list[float] = field(default_factory=list)
     measuring: bool = False
 
-    def sampled(self) -> bool:
-        """Count a frame; True when it is one whose receive lag is read (one in 100, measuring)."""
-        self.frames += 1
-        return self.frames % FLOOR_LAG_EVERY == 0 and self.measuring
-
     def receive_lag(self, raw: bytes) -> None:
-        """Note the lag from the frame's exchange ``ts`` to now (a frame without one is skipped)."""
+        """Note the lag from the frame's exchange ``ts`` to now (a frame without one is skipped).
+
+        The floors call it for one frame in :data:`FLOOR_LAG_EVERY`, counting each frame inline (no
+        call per frame: the floor is what nothing can undercut).
+        """
         at = raw.find(b'"ts":')
         if at >= 0:
             with contextlib.suppress(ValueError):
@@ -217,7 +216,8 @@ async def floor_loop(ws_url: str, symbols: Sequence[str], tally: Tally) -> None:
         recv = ws.recv
         while True:
             raw = await recv(decode=False)
-            if tally.sampled():
+            tally.frames += 1
+            if tally.frames % FLOOR_LAG_EVERY == 0 and tally.measuring:
                 tally.receive_lag(raw)
 
 
@@ -230,7 +230,8 @@ async def floor_callback_loop(ws_url: str, symbols: Sequence[str], tally: Tally)
     from ingest.connection import TickerConnection
 
     def count(raw: bytes) -> None:
-        if tally.sampled():
+        tally.frames += 1
+        if tally.frames % FLOOR_LAG_EVERY == 0 and tally.measuring:
             tally.receive_lag(raw)
 
     async with connect(ws_url, max_size=2**22, compression=None, create_connection=TickerConnection) as ws:
@@ -251,7 +252,8 @@ async def floor_picows_loop(ws_url: str, symbols: Sequence[str], tally: Tally) -
 
     class Counting(picows.WSListener):  # type: ignore[misc]
         def on_ws_frame(self, transport: Any, frame: Any) -> None:
-            if tally.sampled():
+            tally.frames += 1
+            if tally.frames % FLOOR_LAG_EVERY == 0 and tally.measuring:
                 tally.receive_lag(frame.get_payload_as_bytes())
 
     transport, _ = await picows.ws_connect(Counting, ws_url, max_frame_size=2**22)
