@@ -157,6 +157,12 @@ def worker_replica(replica: str, index: int) -> str:
     return f"{replica}-w{index}"
 
 
+def reported_replicas(replica: str, workers: int) -> list[str]:
+    """The replica names an ingest named ``replica`` running ``workers`` processes reports under:
+    ``replica`` itself for one process, :func:`worker_replica` of each worker for several."""
+    return [replica] if workers <= 1 else [worker_replica(replica, i) for i in range(workers)]
+
+
 def retired_replicas(replica: str, workers: int, listed: Iterable[str]) -> list[str]:
     """The names in ``listed`` an ingest named ``replica`` reported under with another INGEST_WORKERS.
 
@@ -165,7 +171,7 @@ def retired_replicas(replica: str, workers: int, listed: Iterable[str]) -> list[
     IngestReplicaDown firing) for a day. ``replica-w<digits>`` therefore belongs to ``replica``:
     do not give an unrelated replica such a name.
     """
-    current = {replica} if workers <= 1 else {worker_replica(replica, i) for i in range(workers)}
+    current = set(reported_replicas(replica, workers))
     family = re.compile(re.escape(replica) + r"(?:-w[0-9]{1,4})?")
     return [name for name in listed if name not in current and family.fullmatch(name)]
 

@@ -212,6 +212,7 @@ def test_only_judges_the_named_check_and_a_misspelt_name_exits_3(redis_server: R
     assert done.returncode == 3
     assert "no check named ingest_hartbeat" in done.stderr
     assert "ingest_heartbeat" in done.stderr, "the error lists the checks there are"
+    assert "own_replicas" in done.stderr, "and the name an ingest container judges itself by"
 
 
 def test_only_still_fails_when_redis_cannot_be_read() -> None:
@@ -333,6 +334,63 @@ def test_a_container_asking_for_its_own_replica_gets_its_state_even_when_it_is_n
     code, doc = healthcheck(redis_server.url, "--only", "replica_b")
     assert (code, severities(doc)) == (2, {"redis": "ok", "replica_b": "critical"})
     assert "not listed in ingest:replicas" in doc["checks"][-1]["detail"]
+
+
+def test_own_replicas_judges_every_worker_of_this_ingest_and_only_them(redis_server: RedisServer) -> None:
+    """INGEST_REPLICA=a with two workers reports as a-w0 and a-w1, never as a: ``replica_a`` would
+    call the container critical forever; ``own_replicas`` judges the names it really reports under."""
+    client = redis_server.client()
+    now = time.time()
+    for name in ("a-w0", "a-w1", "b-w0"):
+        seed_replica(client, now, name)
+    workers = {"INGEST_REPLICA": "a", "INGEST_WORKERS": "2"}
+    code, doc = healthcheck(redis_server.url, "--only", "own_replicas", **workers)
+    assert (code, severities(doc)) == (0, {"redis": "ok", "replica_a-w0": "ok", "replica_a-w1": "ok"})
+    code, doc = healthcheck(redis_server.url, "--only", "replica_a", **workers)
+    assert (code, severities(doc)) == (2, {"redis": "ok", "replica_a": "critical"}), "the limit it lifts"
+
+    client.delete(keys.replica_heartbeat_key("a-w1"))  # a-w1 stopped 40 s ago: listed, heartbeat expired
+    client.zadd(keys.INGEST_REPLICAS, {"a-w1": now - 40})
+    code, doc = healthcheck(redis_server.url, "--only", "own_replicas", **workers)
+    assert (code, severities(doc)) == (1, {"redis": "ok", "replica_a-w0": "ok", "replica_a-w1": "warning"})
+
+    client.zrem(keys.INGEST_REPLICAS, "a-w1")  # never started, or forgotten: not listed at all
+    code, doc = healthcheck(redis_server.url, "--only", "own_replicas", **workers)
+    assert (code, severities(doc)) == (2, {"redis": "ok", "replica_a-w0": "ok", "replica_a-w1": "critical"})
+    assert "not listed in ingest:replicas" in doc["checks"][-1]["detail"]
+
+    # Replica b with one process reports as b: a live b-w0 (another worker count's name) is not it.
+    code, doc = healthcheck(redis_server.url, "--only", "own_replicas", INGEST_REPLICA="b",
+                            INGEST_WORKERS="1")
+    assert (code, severities(doc)) == (2, {"redis": "ok", "replica_b": "critical"})
+
+
+def test_own_replicas_with_one_worker_is_the_replica_itself(redis_server: RedisServer) -> None:
+    client = redis_server.client()
+    now = time.time()
+    seed_replica(client, now, "a")
+    seed_replica(client, now, "a-w0")  # left by a former INGEST_WORKERS=2: not what one process writes
+    for env in ({"INGEST_REPLICA": "a", "INGEST_WORKERS": "1"}, {"INGEST_REPLICA": "a"}):
+        code, doc = healthcheck(redis_server.url, "--only", "own_replicas", **env)
+        assert (code, severities(doc)) == (0, {"redis": "ok", "replica_a": "ok"}), env
+    # Without INGEST_REPLICA: the default name of a single ingest.
+    code, doc = healthcheck(redis_server.url, "--only", "own_replicas")
+    assert (code, severities(doc)) == (2, {"redis": "ok", f"replica_{keys.DEFAULT_REPLICA}": "critical"})
+
+    client.delete(keys.replica_heartbeat_key("a"))
+    code, doc = healthcheck(redis_server.url, "--only", "own_replicas", INGEST_REPLICA="a")
+    assert (code, severities(doc)) == (1, {"redis": "ok", "replica_a": "warning"}), "a-w0 still writes"
+
+
+def test_own_replicas_also_counts_redis_and_combines_with_other_checks(redis_server: RedisServer) -> None:
+    seed_replica(redis_server.client(), time.time(), "a")
+    code, doc = healthcheck(redis_server.url, "--only", "own_replicas", "--only", "replica_a",
+                            "--only", "ingest_heartbeat", INGEST_REPLICA="a")
+    assert [c["check"] for c in doc["checks"]] == ["redis", "ingest_heartbeat", "replica_a"]
+    assert code == 0
+    code, doc = healthcheck(f"redis://127.0.0.1:{free_port()}/0", "--timeout", "1", "--only", "own_replicas",
+                            INGEST_REPLICA="a", INGEST_WORKERS="2")
+    assert (code, severities(doc)) == (2, {"redis": "critical"})
 
 
 def test_sampled_reconnects_add_up_the_live_replicas_and_a_restart_is_not_negative(

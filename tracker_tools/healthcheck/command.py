@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import redis
 
 from common import keys
-from common.config import ConfigError, help_epilog, load_settings
+from common.config import ConfigError, Settings, help_epilog, load_settings, reported_replicas
 from common.logs import configure_logging
 from tracker_tools.healthcheck import report
 from tracker_tools.healthcheck.api_check import check_api
@@ -29,6 +29,11 @@ EXIT_UNKNOWN = 3
 #: Always part of the verdict, even with ``--only``: when Redis cannot be read, no other check
 #: ran, and a container health check must not call that healthy.
 ALWAYS_COUNTED = frozenset({"redis"})
+#: ``--only own_replicas``: ``replica_<name>`` of every name the ingest configured here reports
+#: under (INGEST_REPLICA with one process, ``<INGEST_REPLICA>-w<i>`` with INGEST_WORKERS above 1).
+#: An ingest container's own health check names it, so the check follows the worker count the
+#: container runs with: ``replica_a`` alone is never listed while replica a runs workers.
+OWN_REPLICAS = "own_replicas"
 
 DEFAULT_PROG = "bybit-tracker healthcheck"
 
@@ -38,7 +43,8 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         prog=prog,
         description="Check the tracker's health (Redis, ingest, data freshness, API) and exit by tier: "
                     "0 ok/info, 1 warning, 2 critical, 3 could not run. Thresholds are the alert tiers'.",
-        epilog=help_epilog(("REDIS_URL", "BYBIT_COINS", "API_PORT", "REDIS_CAPACITY_BYTES")),
+        epilog=help_epilog(("REDIS_URL", "BYBIT_COINS", "API_PORT", "REDIS_CAPACITY_BYTES", "INGEST_REPLICA",
+                            "INGEST_WORKERS")),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -47,7 +53,11 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--no-api", action="store_true", help="skip the API check")
     parser.add_argument("--only", action="append", metavar="CHECK", default=[],
                         help="report and judge only this check (repeatable), e.g. ingest_heartbeat for "
-                             "the ingest container's health check; Redis reachability always counts")
+                             "the ingest container's health check; Redis reachability always counts. "
+                             f"{OWN_REPLICAS}: the replica_<name> check of each name the ingest configured "
+                             "here reports under (INGEST_REPLICA, or INGEST_REPLICA-w0 .. -w<N-1> with "
+                             "INGEST_WORKERS=N above 1; one not listed is critical), for an ingest "
+                             "container judging itself whatever its worker count")
     parser.add_argument("--sample", type=float, default=0.0, metavar="SECONDS",
                         help="measure the current reconnect rate over SECONDS (default: from the counters)")
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds per Redis or HTTP call")
@@ -55,9 +65,8 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     return parser
 
 
-def run(args: argparse.Namespace) -> list[Finding]:
+def run(args: argparse.Namespace, settings: Settings) -> list[Finding]:
     """Every finding: Redis reachability, the Redis-side checks, then the API's (unless ``--no-api``)."""
-    settings = load_settings(config_file=args.config)
     redis_url = args.redis_url or settings.redis_url
     shown = redact(redis_url)
     findings: list[Finding] = []
@@ -81,6 +90,13 @@ def run(args: argparse.Namespace) -> list[Finding]:
     return findings
 
 
+def expand_own(only: Sequence[str], settings: Settings) -> list[str]:
+    """``only`` with :data:`OWN_REPLICAS` replaced by ``replica_<name>`` of each name the ingest
+    that ``settings`` configure reports under (duplicates dropped, order kept)."""
+    own = [f"replica_{name}" for name in reported_replicas(settings.ingest_replica, settings.ingest_workers)]
+    return list(dict.fromkeys(name for check in only for name in (own if check == OWN_REPLICAS else [check])))
+
+
 def select(findings: list[Finding], only: Sequence[str]) -> list[Finding]:
     """The findings ``--only`` keeps (all of them without it), Redis reachability always.
 
@@ -99,7 +115,8 @@ def select(findings: list[Finding], only: Sequence[str]) -> list[Finding]:
         names = {f.check for f in findings}
     unknown = sorted(set(only) - names)
     if unknown and not redis_down:  # with Redis down the Redis-side checks never ran
-        raise ValueError(f"no check named {', '.join(unknown)}; checks: {', '.join(sorted(names))}")
+        raise ValueError(f"no check named {', '.join(unknown)}; checks: {', '.join(sorted(names))}, "
+                         f"and {OWN_REPLICAS} (this ingest's replica_<name> checks)")
     return [f for f in findings if f.check in ALWAYS_COUNTED or f.check in only]
 
 
@@ -121,12 +138,13 @@ def main(argv: Sequence[str] | None = None, *, prog: str = DEFAULT_PROG) -> int:
     args = _parser(prog).parse_args(argv)
     configure_logging("WARNING", "text")
     try:
-        found = run(args)
+        settings = load_settings(config_file=args.config)
     except ConfigError as exc:
         print(f"healthcheck: configuration error: {exc}", file=sys.stderr)
         return EXIT_UNKNOWN
+    found = run(args, settings)
     try:
-        findings = select(found, args.only)
+        findings = select(found, expand_own(args.only, settings))
     except ValueError as exc:
         print(f"healthcheck: --only: {exc}", file=sys.stderr)
         return EXIT_UNKNOWN
