@@ -246,6 +246,31 @@ def test_the_index_walks_and_prices_follow_it() -> None:
     assert 50_000 < float(after["indexPrice"]) < 200_000
 
 
+def test_every_ticker_shows_its_latest_trade_and_the_index_of_its_own_step() -> None:
+    """The fields only a trade moves are formatted once per trade, the index once per step:
+    every ticker must still show the state it was priced from, never an older one."""
+    market, symbols = _market(coins=("BTC", "SOL"))
+    start = int(NOW.timestamp() * 1000)
+    trades = 0
+    for i in range(40):
+        market.step(seconds=0.1, now_ms=start + 100 * i)
+        for symbol in symbols[::7]:
+            before = market._quotes[symbol].last, market._quotes[symbol].volume24
+            quote = market.quote(symbol)
+            data, places = quote.data, len(quote.instrument.tick_size.partition(".")[2])
+            trades += (quote.last, quote.volume24) != before
+            change = (quote.last - quote.open24) / quote.open24 if quote.open24 > 0 else 0.0
+            assert (data["lastPrice"], data["highPrice24h"], data["lowPrice24h"], data["openInterest"],
+                    data["turnover24h"], data["volume24h"], data["totalVolume"], data["totalTurnover"],
+                    data["change24h"]) == (
+                num(quote.last, places), num(quote.high24, places), num(quote.low24, places),
+                num(quote.open_interest, 2), num(quote.turnover24, 4), num(quote.volume24, 2),
+                num(quote.total_volume, 0), num(quote.total_turnover, 0), num(change, 8)), symbol
+            coin = market.coins[quote.instrument.coin]
+            assert data["indexPrice"] == num(coin.index, coin.spec.index_decimals)
+    assert trades >= 20  # trades did happen between steps, so the cache was tested after them
+
+
 def test_rest_tickers_use_bybits_rest_field_names_in_its_order() -> None:
     market, symbols = _market(coins=("SOL",))
     row = rest_ticker(market.quote(symbols[0]).data)
