@@ -164,12 +164,16 @@ def test_python_health_check_one_liners_compile(compose: dict[str, Any]) -> None
             compile(test[3], f"<{name} healthcheck>", "exec")
 
 
-def _run_health_check(test: list[str], redis_url: str) -> subprocess.CompletedProcess[str]:
-    """``test`` as Docker runs it (CMD-SHELL: ``/bin/sh -c``), the project's commands on PATH."""
+def _run_health_check(
+    test: list[str], redis_url: str, **container_env: str,
+) -> subprocess.CompletedProcess[str]:
+    """``test`` as Docker runs it (CMD-SHELL: ``/bin/sh -c``), the project's commands on PATH, in the
+    container's environment (``container_env``: the knobs compose sets on the service)."""
     assert test[0] == "CMD-SHELL"
     bin_dir = Path(sys.executable).parent
     assert (bin_dir / "bybit-tracker").exists(), "bybit-tracker is not installed: run scripts/setup.sh"
-    env = python_env(REDIS_URL=redis_url, PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    env = python_env(**container_env, REDIS_URL=redis_url,
+                     PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
     return subprocess.run(["/bin/sh", "-c", test[1]], capture_output=True, text=True, env=env,
                           timeout=60, check=False)
 

@@ -230,9 +230,13 @@ def test_every_tracker_service_reads_knobs_that_exist_and_finds_redis_through_th
             assert services[name]["depends_on"][dep]["condition"] == "service_healthy", (name, dep)
     replicas = [services[n]["environment"]["INGEST_REPLICA"] for n in INGEST_SERVICES]
     assert replicas == ["a", "b"], "each ingest replica has its own name"
-    for name, replica in zip(INGEST_SERVICES, replicas, strict=True):
+    for name in INGEST_SERVICES:
         check = services[name]["healthcheck"]["test"][-1]
-        assert f"--only replica_{replica} " in check, f"{name} judges its own heartbeat, not the other's"
+        # Resolved from the container's INGEST_REPLICA and INGEST_WORKERS: its own replica's
+        # heartbeats (each worker's with INGEST_WORKERS > 1), not the other replica's.
+        assert "--only own_replicas " in check, f"{name} judges its own heartbeats, not the other's"
+        assert services[name]["environment"]["INGEST_WORKERS"] == "${INGEST_WORKERS:-}", (
+            "the health check sees the worker count the ingest runs with")
     for a, b in (INGEST_SERVICES, API_SERVICES):
         for key in ("image", "command", "deploy", "read_only", "cap_drop"):
             assert services[a][key] == services[b][key], (a, b, key)
@@ -382,11 +386,17 @@ def test_operations_guide_documents_the_ha_stack() -> None:
         assert (ROOT / path).exists(), path
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_each_ingest_container_is_healthy_exactly_while_its_own_replica_writes(
-    merged: dict[str, Any], redis_server: RedisServer,
+    merged: dict[str, Any], redis_server: RedisServer, workers: int,
 ) -> None:
+    """With INGEST_WORKERS > 1 each worker reports as ``<replica>-w<i>`` and the replica's own name
+    is never listed: the container is healthy while all of its workers write, and only then."""
     services = _services(merged)
     client = redis_server.client()
+
+    def names(replica: str) -> list[str]:
+        return [replica] if workers == 1 else [f"{replica}-w{i}" for i in range(workers)]
 
     def beat(replica: str) -> None:
         at = time.time()
@@ -394,14 +404,20 @@ def test_each_ingest_container_is_healthy_exactly_while_its_own_replica_writes(
         client.hset(keys.replica_heartbeat_key(replica), mapping={keys.F_HB_TS: at, keys.F_HB_PID: 1})
 
     def healthy(service: str) -> bool:
-        done = _run_health_check(services[service]["healthcheck"]["test"], redis_server.url)
+        # The container's own knobs, INGEST_WORKERS as `${INGEST_WORKERS:-}` passes it from .env.
+        env = {"INGEST_REPLICA": services[service]["environment"]["INGEST_REPLICA"],
+               "INGEST_WORKERS": str(workers)}
+        done = _run_health_check(services[service]["healthcheck"]["test"], redis_server.url, **env)
         assert done.returncode in (0, 1), (done.stdout, done.stderr)  # never the 2 Docker reserves
         return done.returncode == 0
 
-    beat("a")
-    beat("b")
+    for name in (*names("a"), *names("b")):
+        beat(name)
     assert healthy("ingest")
     assert healthy("ingest-b")
-    client.delete(keys.replica_heartbeat_key("b"))  # b died: its heartbeat key expired; a still writes
+    client.delete(keys.replica_heartbeat_key(names("b")[-1]))  # b (or its last worker) died; a writes
     assert healthy("ingest"), "a replica is not unhealthy because the other one died"
     assert not healthy("ingest-b"), "the dead replica's own container is unhealthy"
+    if workers > 1:
+        client.zrem(keys.INGEST_REPLICAS, names("b")[-1])  # never started: not listed at all
+        assert not healthy("ingest-b"), "a worker that never reported is not healthy either"

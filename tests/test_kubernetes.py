@@ -55,6 +55,7 @@ from scripts.promconfig.kubernetes import (
 )
 from scripts.promconfig.prometheus_config import COMPOSE_TARGETS
 from tests.servers import python_env, repo_root
+from tracker_tools.healthcheck.command import OWN_REPLICAS, expand_own
 
 ROOT = repo_root()
 KUBE = ROOT / "deploy" / "kubernetes"
@@ -845,6 +846,25 @@ def test_the_ha_rendering_runs_two_ingests_as_docker_compose_ha_does() -> None:
                 and not (d["kind"] == "Deployment" and _component(d) == "ingest")]
 
     assert others(objects) == others(_workloads())
+
+
+def test_each_ha_ingest_probe_judges_the_names_its_own_pod_s_settings_report_under() -> None:
+    """``--only own_replicas`` resolved from the pod's environment (the ConfigMap's INGEST_WORKERS,
+    the Deployment's INGEST_REPLICA), as its ingest reads it: ``replica_a`` with one process, each
+    worker's ``replica_a-w<i>`` with more. ``replica_a`` would never be listed with workers."""
+    objects = ha_objects()
+    ingests = [d for d in objects if d["kind"] == "Deployment" and _component(d) == "ingest"]
+    assert len(ingests) == 2
+    for doc in ingests:
+        command = _probe(doc, "readinessProbe")["exec"]["command"]
+        assert command[command.index("--only") + 1] == OWN_REPLICAS, doc["metadata"]["name"]
+        env, errors = _container_env(doc, objects)
+        assert errors == []
+        assert "INGEST_WORKERS" in env, "the ConfigMap sets the worker count the probe reads"
+        replica = env["INGEST_REPLICA"]
+        for workers, names in (("1", [replica]), ("2", [f"{replica}-w0", f"{replica}-w1"])):
+            settings = load_settings(env={**env, "INGEST_WORKERS": workers})
+            assert expand_own([OWN_REPLICAS], settings) == [f"replica_{n}" for n in names], workers
 
 
 def _label_replica(doc: dict[str, Any], name: str) -> None:

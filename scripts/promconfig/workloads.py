@@ -55,6 +55,7 @@ from common.config import Settings
 from scripts.promconfig.kubelabels import APP, MONITORED, component_selector, metadata
 from scripts.promconfig.thresholds import ROOT
 from tracker_tools.cli import PROG as TRACKER_COMMAND
+from tracker_tools.healthcheck.command import OWN_REPLICAS
 
 CONFIG_MAP: Final = f"{APP}-config"
 REDIS_SECRET: Final = f"{APP}-redis"
@@ -177,11 +178,12 @@ def ingest_check(replica: str | None) -> list[str]:
     """The ingest's health check as compose runs it, without its ``|| exit 1`` (Kubernetes takes
     any non-zero exit as a failure; Docker reserves the critical tier's 2).
 
-    One ingest: is any replica writing (``ingest_heartbeat``). Several: is this one writing
-    (``replica_<name>``), as docker-compose.ha.yml asks, since ``ingest_heartbeat`` stays ok while
-    the other replica writes.
+    One ingest: is any replica writing (``ingest_heartbeat``). Several: is this one writing, as
+    docker-compose.ha.yml asks, since ``ingest_heartbeat`` stays ok while the other replica writes:
+    ``own_replicas``, the names the pod's own INGEST_REPLICA and INGEST_WORKERS report under
+    (``replica_a``, or ``replica_a-w0``, ... with workers, when ``replica_a`` is never listed).
     """
-    only = f"replica_{replica}" if replica else "ingest_heartbeat"
+    only = OWN_REPLICAS if replica else "ingest_heartbeat"
     return [TRACKER_COMMAND, "healthcheck", "--no-api", "--only", only, "--timeout", "3"]
 
 
