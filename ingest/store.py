@@ -2,9 +2,9 @@
 
 Two paths:
 
-- the hot one, :meth:`Store.execute`: a batch of pre-rendered RESP commands
-  (:mod:`ingest.resp`) written to one pooled connection in a single write, then every
-  reply read back. An error reply (``WRONGTYPE``, ``OOM``) fails only its own command;
+- the hot one, :meth:`Store.execute` / :meth:`Store.execute_slices`: a batch of RESP
+  commands (:mod:`ingest.resp`) written to one pooled connection slice by slice as they are
+  rendered, then every reply read back. An error reply (``WRONGTYPE``, ``OOM``) fails only its own command;
   the caller learns which ones failed;
 - the rest (stats, heartbeat, INFO): redis-py's pipeline, a few commands per second.
 
@@ -15,7 +15,8 @@ which the writer treats as an outage: keep state in memory, retry with backoff.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+import itertools
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -120,7 +121,22 @@ class Store:
 
     async def execute(self, commands: Sequence[bytes]) -> list[ResponseError | None]:
         """Send RESP ``commands`` in one round trip; per command, None or its error reply."""
-        if not commands:
+        return await self.execute_slices(commands[start:start + WRITE_SLICE]
+                                         for start in range(0, len(commands), WRITE_SLICE))
+
+    async def execute_slices(self, slices: Iterable[Sequence[bytes]]) -> list[ResponseError | None]:
+        """:meth:`execute` for commands made as they go out: each slice is on the socket before the
+        next is taken, then every reply is read.
+
+        The writer renders a flush's ``HSET`` commands slice by slice, so Redis executes the first
+        while the ingest renders the next (a flush of 2,000 options spent ~17 ms rendering before
+        Redis saw a byte, and every frame waiting for that flush waited that much longer).
+        In slices at all: one join of a whole flush (~2.7 MB at 2,000 options) raised glibc's
+        mmap threshold and then stayed in the heap; slices of ~80 kB are reused.
+        """
+        pending = iter(slices)
+        first = next((chunk for chunk in pending if chunk), None)
+        if first is None:
             return []
         pool = self.redis.connection_pool
         try:
@@ -128,34 +144,36 @@ class Store:
                 conn = await pool.get_connection()  # type: ignore[no-untyped-call]
         except (RedisError, OSError, TimeoutError) as exc:
             raise RedisUnavailable(f"connect: {exc!r}") from exc
+        sent = 0
+        answered = False
         try:
             async with asyncio.timeout(self.timeout):
-                # In slices: one join of a whole flush (~2.7 MB at 2,000 options) raised glibc's
-                # mmap threshold and then stayed in the heap; slices of ~80 kB are reused.
-                for start in range(0, len(commands), WRITE_SLICE):
-                    await conn.send_packed_command(commands[start:start + WRITE_SLICE], check_health=False)
+                for chunk in itertools.chain((first,), pending):
+                    if chunk:
+                        await conn.send_packed_command(chunk, check_health=False)
+                        sent += len(chunk)
                 parser = getattr(conn, "_parser", None)
                 if _BULK is not None and type(parser) is _BULK[0]:
-                    results = await _read_replies(parser, _BULK[1], len(commands))
+                    results = await _read_replies(parser, _BULK[1], sent)
                 else:
                     results = []
                     read = conn.read_response
-                    for _ in commands:
+                    for _ in range(sent):
                         try:
                             await read()
                         except ResponseError as exc:
                             results.append(exc)
                         else:
                             results.append(None)
+            answered = True
         except (RedisError, OSError, TimeoutError) as exc:
-            await conn.disconnect(nowait=True)
             await self._drop_idle()
-            raise RedisUnavailable(f"batch of {len(commands)}: {exc!r}") from exc
-        except asyncio.CancelledError:
-            # Cancelled mid-batch: unread replies would poison the connection for its next user.
-            await conn.disconnect(nowait=True)
-            raise
+            raise RedisUnavailable(f"batch of {sent}: {exc!r}") from exc
         finally:
+            if not answered:
+                # Failed, cancelled, or the slices' producer raised, mid-batch: replies left unread
+                # would poison the connection for its next user.
+                await conn.disconnect(nowait=True)
             await pool.release(conn)
         return results
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Final
 
 from common import errors, keys
@@ -33,7 +33,7 @@ from ingest import resp
 from ingest.coalescer import Coalescer, Entry
 from ingest.pressure import MemoryPressure
 from ingest.stats import Counters
-from ingest.store import RedisUnavailable, Store
+from ingest.store import WRITE_SLICE, RedisUnavailable, Store
 
 log = logging.getLogger("ingest.writer")
 
@@ -135,36 +135,45 @@ class Writer:
         if self.monotonic and not self._library_loaded:
             await self.store.load_library(resp.LIBRARY)
             self._library_loaded = True
-        commands: list[bytes] = []
+        head: list[bytes] = []
         if deletes:
-            commands.append(resp.command("DEL", *(keys.option_key(s) for s in deletes)))
+            head.append(resp.command("DEL", *(keys.option_key(s) for s in deletes)))
             by_coin: dict[str, list[str]] = {}
             for symbol, coin in deletes.items():
                 by_coin.setdefault(coin, []).append(symbol)
-            commands.extend(resp.command("SREM", keys.coin_index_key(c), *s) for c, s in by_coin.items())
-        first_ticker = len(commands)
+            head.extend(resp.command("SREM", keys.coin_index_key(c), *s) for c, s in by_coin.items())
+        first_ticker = len(head)
+        stride = 1 if self.monotonic else 2
+        first_sadd = first_ticker + stride * len(batch)
         new_in_index: dict[str, list[str]] = {}
         if ttl != self._expire_ttl:
             self._expires.clear()
             self._expire_ttl = ttl
-        expires, prefix, guarded = self._expires, keys.OPTION_PREFIX, resp.guarded
-        stride = 1 if self.monotonic else 2
-        for symbol, entry in batch:
-            if self.monotonic:
-                commands.append(guarded(entry.command, entry.ts, ttl))
-            else:
-                commands.append(entry.command)
-                expire = expires.get(symbol)
-                if expire is None:
-                    expire = expires[symbol] = resp.expire(prefix + symbol, ttl)
-                commands.append(expire)
-            index = self.indexed.get(entry.coin)
-            if index is None or symbol not in index:
-                new_in_index.setdefault(entry.coin, []).append(symbol)
-        first_sadd = len(commands)
-        commands.extend(resp.sadd(keys.coin_index_key(c), s) for c, s in new_in_index.items())
 
-        results = await self.store.execute(commands)
+        def slices() -> Iterator[list[bytes]]:
+            """The flush's commands, rendered one slice at a time as the store sends them."""
+            expires, prefix, guarded, indexed = self._expires, keys.OPTION_PREFIX, resp.guarded, self.indexed
+            monotonic, size = self.monotonic, WRITE_SLICE
+            out = head
+            for symbol, entry in batch:
+                if monotonic:
+                    out.append(guarded(entry.command, entry.ts, ttl))
+                else:
+                    out.append(entry.command)
+                    expire = expires.get(symbol)
+                    if expire is None:
+                        expire = expires[symbol] = resp.expire(prefix + symbol, ttl)
+                    out.append(expire)
+                index = indexed.get(entry.coin)
+                if index is None or symbol not in index:
+                    new_in_index.setdefault(entry.coin, []).append(symbol)
+                if len(out) >= size:
+                    yield out
+                    out = []
+            out.extend(resp.sadd(keys.coin_index_key(c), s) for c, s in new_in_index.items())
+            yield out
+
+        results = await self.store.execute_slices(slices())
 
         refused = {i for i, r in enumerate(results) if r is not None}
         if refused:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from redis.exceptions import ResponseError
 
 from common import errors, keys
 from ingest import resp
@@ -117,6 +119,65 @@ async def test_a_batch_of_many_slices_maps_each_reply_to_its_own_command(
     assert {i for i, reply in enumerate(results) if reply is not None} == bad
     assert all("WRONGTYPE" in str(results[i]) for i in bad)
     assert r.hget(f"k{4 * WRITE_SLICE + 2}", "f") == str(4 * WRITE_SLICE + 2)
+
+
+async def test_each_slice_reaches_redis_before_the_next_is_made(
+        store: Store, redis_server: RedisServer) -> None:
+    """Redis works through a flush's first commands while the writer still renders the rest."""
+    r = redis_server.client()
+    seen_while_making: list[str | None] = []
+
+    def slices() -> Iterator[list[bytes]]:
+        yield [resp.command("SET", "first", "1")]
+        deadline = time.monotonic() + 2.0
+        while r.get("first") is None and time.monotonic() < deadline:
+            time.sleep(0.005)  # the producer blocks the loop, as rendering does
+        seen_while_making.append(r.get("first"))
+        yield [resp.command("SET", "second", "2")]
+
+    assert await store.execute_slices(slices()) == [None, None]
+    assert seen_while_making == ["1"]
+    assert r.get("second") == "2"
+
+
+async def test_a_producer_failing_mid_batch_leaves_no_reply_for_the_next_batch(
+        store: Store, redis_server: RedisServer) -> None:
+    """Half a batch sent and its producer broken: the connection is dropped, not handed on with
+    unread replies that the next batch would take for its own."""
+    r = redis_server.client()
+    r.set("text", "not a hash")
+
+    def broken() -> Iterator[list[bytes]]:
+        yield [resp.command("HSET", "text", "f", "v")]  # its WRONGTYPE reply is never read
+        raise ValueError("a bug in rendering")
+
+    with pytest.raises(ValueError, match="a bug in rendering"):
+        await store.execute_slices(broken())
+    for _ in range(3):  # whichever pooled connection each batch gets
+        results = await store.execute([resp.command("HSET", "h", "f", "v"), resp.command("GET", "h")])
+        assert results[0] is None  # not the stray WRONGTYPE of the broken batch
+        assert isinstance(results[1], ResponseError)
+        assert "WRONGTYPE" in str(results[1])
+
+
+async def test_a_flush_over_many_slices_fails_only_the_refused_symbols(
+        store: Store, redis_server: RedisServer) -> None:
+    """Rendered and sent slice by slice, each reply still belongs to its own symbol."""
+    r = redis_server.client()
+    symbols = [f"BTC-27DEC26-{1000 + i}-C" for i in range(3 * WRITE_SLICE)]
+    bad = {symbols[WRITE_SLICE // 2 - 1], symbols[WRITE_SLICE // 2], symbols[-1]}  # both sides of an edge
+    for symbol in bad:
+        r.set(keys.option_key(symbol), "not a hash")
+    w = make_writer(store)
+    for symbol in symbols:
+        put(w, symbol, 1)
+    assert await w.flush() is True
+    assert w.counters.errors[errors.REDIS_ERROR] == len(bad)
+    assert w.coalescer.pending == len(bad)
+    assert w.counters.redis_writes == len(symbols) - len(bad)
+    assert r.smembers(keys.coin_index_key("BTC")) == set(symbols)
+    assert all(r.hget(keys.option_key(s), "symbol") == s for s in symbols if s not in bad)
+    assert all(0 < r.ttl(keys.option_key(s)) <= 86400 for s in symbols if s not in bad)
 
 
 async def test_an_outage_holds_the_latest_state_and_a_restarted_redis_gets_all_of_it_back(
