@@ -108,7 +108,8 @@ class Connection:
 
     def __init__(self, index: int, *, settings: Settings, sink: TickerSink, counters: Counters,
                  coin_of: Mapping[str, str], stop: asyncio.Event,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time) -> None:
         self.index = index
         self.name = f"ws{index}"
         self.settings = settings
@@ -117,6 +118,7 @@ class Connection:
         self.coin_of = coin_of
         self.stop = stop
         self._clock = clock
+        self._wall = wall  # epoch seconds: each frame's arrival time (recv_ts, the ts sanity check)
         self.subs = Subscriptions(name=self.name, chunk=settings.subscribe_chunk)
         self.policy = ReconnectPolicy(
             cap=settings.backoff_cap, reset_after=settings.backoff_reset_after,
@@ -282,7 +284,7 @@ class Connection:
         connection owns, with a sane ``ts``, goes to the sink as bytes; every other frame (and
         any that fails one of those checks) is decided by :func:`ingest.frames.decode`.
         """
-        decode, accept, wall, clock = frames.decode, self.sink.accept, time.time, self._clock
+        decode, accept, wall, clock = frames.decode, self.sink.accept, self._wall, self._clock
         accept_canonical, canonical = self.sink.accept_canonical, CANONICAL.fullmatch
         owned, coin_of, other = self.subs.wanted, self.coin_of, self._other
         max_age, max_lead = frames.MAX_TS_AGE_MS, frames.MAX_TS_LEAD_MS

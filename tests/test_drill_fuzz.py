@@ -24,11 +24,14 @@ from bench.fuzz.inprocess import InProcessTarget
 from bench.fuzz.runner import drive
 from bench.fuzz.table import failures
 from bench.fuzz.wire import Model, _corrupted
-from common import keys
+from common import errors, keys
 from ingest import frames
 from tests.servers import RedisServer, python_env, repo_root
 
 pytestmark = pytest.mark.slow
+
+#: A live push of Bybit's option ticker (see tests/data/bybit/README.md).
+LIVE_CAPTURE = Path(__file__).parent / "data" / "bybit" / "ws_ticker_option_empty_book_roq.json"
 
 
 def test_a_short_run_of_every_target_passes_with_inputs_counted(tmp_path: Path) -> None:
@@ -40,6 +43,7 @@ def test_a_short_run_of_every_target_passes_with_inputs_counted(tmp_path: Path) 
     assert findings.frames.inputs == 250
     assert findings.frames.outcomes["accepted"] > 0
     assert findings.frames.outcomes["rejected"] > 0
+    assert findings.frames.canonical > 0  # the connection's fast path stored some of them
     assert findings.wire.ingest_running
     assert findings.wire.reconnected  # the oversize frame closed the socket; the ingest came back
     assert findings.wire.corrupted == []
@@ -94,6 +98,42 @@ def test_a_rejection_outside_the_fixed_error_types_is_reported(monkeypatch: pyte
     drive(cases(target.universe), target, examples=200, seconds=30, seed=4)
     assert target.tally.unlisted["json_is_bad"] > 0
     assert target.tally.mismatches  # and the outcome is not the one the rules predict
+
+
+def test_a_connection_that_stores_what_decode_rejects_is_reported() -> None:
+    """The target runs the connection's own handler: widen what that connection owns (as a
+    subscription bug would) and its tickers of unsubscribed symbols are caught, on both paths."""
+    u = universe()
+    target = InProcessTarget(u, coin_of={s: s.split("-", 1)[0] for s in u.owned + u.unowned})
+    target.connection.subs.add(u.unowned)
+    capture = orjson.loads(LIVE_CAPTURE.read_bytes())
+    for symbol in u.unowned:
+        doc = {**capture, "topic": f"tickers.{symbol}", "ts": int(time.time() * 1000) - 50,
+               "data": {**capture["data"], "symbol": symbol}}
+        raw = orjson.dumps(doc)  # Bybit's own shape: the fast path
+        spaced = raw.replace(b'{"id"', b'{ "id"', 1)  # the same push, not compact: decode's path
+        for frame in (raw, spaced):
+            target(Case("symbol_unsubscribed", frame, errors=frozenset({errors.UNSUBSCRIBED_SYMBOL})))
+    assert target.tally.errors[errors.UNSUBSCRIBED_SYMBOL] == 2 * len(u.unowned)  # decode's verdict
+    assert target.tally.connection_mismatches == {
+        "fast path accepted a rejected frame": len(u.unowned),
+        "accepted a rejected frame": len(u.unowned),
+        "counted another error": 2 * len(u.unowned)}
+    assert any("did other than decode decided" in line for line in failures_of(target))
+
+
+def test_a_fast_path_that_stores_other_bytes_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ingest.resp import hset_canonical as real
+
+    def lossy(key: bytes, data: bytes, ts: int, recv_ms: int) -> bytes:
+        return real(key, data, ts, recv_ms + 1)  # a recv_ts off by a millisecond
+
+    monkeypatch.setattr("ingest.coalescer.hset_canonical", lossy)  # what Entry.command renders with
+    target = _target()
+    drive(cases(target.universe), target, examples=200, seconds=30, seed=6)
+    assert target.tally.canonical_mismatches == target.tally.canonical > 0
+    assert target.tally.resp_mismatches == 0 or target.tally.resp_mismatches == target.tally.canonical
+    assert any("fast path stored" in line for line in failures_of(target))
 
 
 def failures_of(target: InProcessTarget) -> list[str]:

@@ -1,11 +1,15 @@
-"""Target 1: fuzzed frames through the ingest's own per-frame path, in this process.
+"""Target 1: fuzzed frames through the ingest's own per-frame handler, in this process.
 
-The path is the one :meth:`ingest.connection.Connection._read` runs for every message:
-:func:`ingest.frames.decode`, then a ticker goes to :meth:`ingest.sink.TickerSink.accept`
-(counters, lag, stale check, RESP rendering into the coalescer) and anything else to the
-connection's handling of pongs, answers and rejections (counting, throttled logging).
-Subscribe answers are also replayed against a live :class:`~ingest.subscriptions.Subscriptions`
-with the request id of a request it has in flight, so hostile answers reach its bookkeeping.
+Each case goes to the handler :meth:`ingest.connection.Connection._read` installs for every
+message (``Connection._message_handler``) of a real, never connected :class:`Connection`: the
+fast path of Bybit's own shape (:mod:`ingest.canonical`) or :func:`ingest.frames.decode`, then
+the sink (counters, lag, coalescer) or the connection's handling of pongs, answers and
+rejections (counting, throttled logging). What the handler did is read off its effects: the
+message and error counters, the coalescer's entry and its rendered ``HSET``, the ping state.
+The reference is :func:`ingest.frames.decode`, the exact validator, run on the same bytes at
+the same instant (the connection's wall clock is the target's). Subscribe answers are also
+replayed against a live :class:`~ingest.subscriptions.Subscriptions` with the request id of a
+request it has in flight, so hostile answers reach its bookkeeping.
 
 For each case it checks:
 
@@ -13,13 +17,14 @@ For each case it checks:
 - a rejection names a member of :data:`common.errors.ERROR_TYPES`;
 - the outcome is the one the case's rules predict (:mod:`bench.fuzz.cases`): the stored
   fields and timestamp for an accepted ticker, an allowed error type for a rejected one;
+- the handler did what the reference decided (*connection mismatches* otherwise): it stored
+  exactly the tickers ``decode`` accepts and counted the error ``decode`` names for the rest,
+  and answered a pong as a pong; a ticker it stored, whichever path took it, renders the
+  ``HSET`` the exact path renders from the decoded ticker, byte for byte (a frame of Bybit's
+  shape that the fast path took and that differs counts as a *fast path* mismatch);
 - an accepted ticker's RESP command, read back by hiredis (an independent RESP parser), is
   exactly ``HSET option:<symbol> <field value>... ts <ts> recv_ts <recv>`` with every Bybit
-  field once (those the ticker lacked empty, so no older value survives in the hash);
-- a frame that :data:`ingest.canonical.CANONICAL` matches (the connection then skips
-  :func:`~ingest.frames.decode`) is one ``decode`` accepts, and its ``HSET``
-  (:func:`ingest.resp.hset_canonical`, rendered from the frame's bytes) is byte for byte the one
-  the exact path renders from the decoded ticker.
+  field once (those the ticker lacked empty, so no older value survives in the hash).
 """
 
 from __future__ import annotations
@@ -40,7 +45,6 @@ from common import errors, keys
 from common.config import load_settings
 from common.symbols import is_valid_symbol
 from ingest import frames, resp
-from ingest.canonical import CANONICAL
 from ingest.coalescer import Coalescer
 from ingest.connection import Connection
 from ingest.frames import REQUIRED_FIELDS, CommandAnswer, Pong, Rejected, Ticker
@@ -64,8 +68,9 @@ class FrameTally:
     unlisted: Counter[str] = field(default_factory=Counter)  # error types outside ERROR_TYPES
     mismatches: Counter[str] = field(default_factory=Counter)  # case kind -> outcome not as predicted
     resp_mismatches: int = 0
-    canonical: int = 0  # frames of Bybit's own shape (the connection's fast path)
-    canonical_mismatches: int = 0  # ...whose fast-path verdict or inline HSET differs from decode's
+    canonical: int = 0  # frames the connection's fast path (Bybit's own shape) stored
+    canonical_mismatches: int = 0  # ...whose HSET differs from the one decode's ticker renders
+    connection_mismatches: Counter[str] = field(default_factory=Counter)  # what -> count
     answers_replayed: int = 0
     examples: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -106,8 +111,18 @@ def _ticker_invariants(ticker: Ticker, owned: frozenset[str]) -> str | None:
     return None
 
 
+@dataclass
+class Effects:
+    """What one call of the connection's handler did, read off its counters and state."""
+
+    accepted: int  # tickers handed to the sink
+    fast: bool  # ...by the fast path (no decode)
+    errors: Counter[str]  # errors counted, by type
+    ponged: bool  # the outstanding ping was answered
+
+
 class InProcessTarget:
-    """Feeds cases to the ingest's per-frame path and tallies what happened."""
+    """Feeds cases to the ingest's per-frame handler and tallies what happened."""
 
     def __init__(self, universe: Universe, *, coin_of: dict[str, str]) -> None:
         self.universe = universe
@@ -117,10 +132,13 @@ class InProcessTarget:
         self.coalescer = Coalescer()
         self.sink = TickerSink(coalescer=self.coalescer, counters=self.counters, lag=LagHistogram())
         settings = load_settings(env={})
-        # A real connection object, never connected: its frame handling is what runs per message.
+        self._now_ms = 0
+        # A real connection object, never connected: its per-message handler is what runs.
         self.connection = Connection(0, settings=settings, sink=self.sink, counters=self.counters,
-                                     coin_of=coin_of, stop=asyncio.Event())
+                                     coin_of=coin_of, stop=asyncio.Event(),
+                                     wall=lambda: (self._now_ms + 0.5) / 1000)
         self.connection.subs.add(universe.owned)
+        self.handler = self.connection._message_handler()
         self.coin_of = coin_of
         self._answer_symbols = universe.owned[:6]
 
@@ -139,39 +157,62 @@ class InProcessTarget:
         want = ("accepted" if case.accepted else case.other) or f"rejected {sorted(case.errors)}"
         self.tally.keep(f"mismatch {case.kind}: want {want}, got {got}; frame {case.raw[:200]!r}")
 
+    def _connection_mismatch(self, what: str, case: Case, detail: str) -> None:
+        self.tally.connection_mismatches[what] += 1
+        self.tally.keep(f"connection {what} ({detail}); frame {case.raw[:200]!r}"[:400])
+
+    def _run_handler(self, raw: bytes) -> Effects:
+        """One message through the connection's handler, as ``_read`` hands it over."""
+        counters = self.counters
+        self.coalescer.remove(self.owned)  # each case on its own: no stale check between cases
+        messages, exact, errors_before = counters.messages, counters.exact_tickers, counters.errors.copy()
+        self.connection._unanswered_ping_since = 0.0
+        self.handler(raw)
+        counted = counters.errors.copy()
+        counted.subtract(errors_before)
+        accepted = counters.messages - messages
+        return Effects(accepted=accepted, fast=accepted > 0 and counters.exact_tickers == exact,
+                       errors=+counted, ponged=self.connection._unanswered_ping_since is None)
+
     def _check(self, case: Case) -> None:
-        now_ms = int(time.time() * 1000)
-        frame = frames.decode(case.raw, owned=self.owned, now_ms=now_ms)
+        now_ms = self._now_ms = int(time.time() * 1000)
+        frame = frames.decode(case.raw, owned=self.owned, now_ms=now_ms)  # the reference
+        effects = self._run_handler(case.raw)
         tally = self.tally
-        match = CANONICAL.fullmatch(case.raw) if isinstance(case.raw, bytes) else None
-        if match is not None:
-            tally.canonical += 1
-            self._canonical(case, (match[1], match[2], match[3]), frame, now_ms)
         if type(frame) is Ticker:
             tally.outcomes["accepted"] += 1
-            self._accepted(case, frame, now_ms)
-        elif isinstance(frame, Rejected):
+            self._accepted(case, frame, effects, now_ms)
+            return
+        if effects.accepted:
+            what = "fast path accepted a rejected frame" if effects.fast else "accepted a rejected frame"
+            self._connection_mismatch(what, case, f"decode: {frame!r}"[:200])
+        if isinstance(frame, Rejected):
             tally.outcomes["rejected"] += 1
             tally.errors[frame.error] += 1
             if frame.error not in errors.ERROR_TYPES:
                 tally.unlisted[frame.error] += 1
             if frame.error not in case.errors:
                 self._mismatch(case, f"rejected {frame.error} ({frame.detail})")
-            self.connection._other(frame)
+            if effects.errors != Counter({errors.normalise(frame.error): 1}):
+                self._connection_mismatch("counted another error", case,
+                                          f"{dict(effects.errors)} for {frame.error}")
         elif isinstance(frame, Pong):
             tally.outcomes["pong"] += 1
             if case.other != "pong":
                 self._mismatch(case, "pong")
-            self.connection._other(frame)
+            if not effects.ponged or effects.errors:
+                self._connection_mismatch("pong not taken", case, f"errors {dict(effects.errors)}")
         else:
             assert isinstance(frame, CommandAnswer)
             tally.outcomes["answer"] += 1
             if case.other != "answer":
                 self._mismatch(case, "answer")
-            self.connection._other(frame)
+            # This connection has no request in flight: any answer is one to an unknown request.
+            if effects.errors != Counter({errors.UNKNOWN_MESSAGE: 1}):
+                self._connection_mismatch("answer miscounted", case, f"errors {dict(effects.errors)}")
             self._replay_answer(frame)
 
-    def _accepted(self, case: Case, ticker: Ticker, now_ms: int) -> None:
+    def _accepted(self, case: Case, ticker: Ticker, effects: Effects, now_ms: int) -> None:
         if not case.accepted:
             self._mismatch(case, f"accepted {ticker.symbol}")
         elif (ticker.symbol, ticker.ts, ticker.data) != (case.symbol, case.ts, case.stored):
@@ -179,31 +220,26 @@ class InProcessTarget:
         broken = _ticker_invariants(ticker, self.owned)
         if broken is not None:
             self._mismatch(case, f"accepted a ticker that breaks the rules: {broken}")
-        coin = self.coin_of.get(ticker.symbol)
-        if coin is None:
+        if ticker.symbol not in self.coin_of:
+            return  # tracked by no coin here: the connection drops it
+        entry = self.coalescer.latest.get(ticker.symbol)
+        if effects.accepted != 1 or effects.errors or entry is None:
+            self._connection_mismatch("did not store an accepted ticker", case,
+                                      f"accepted {effects.accepted}, errors {dict(effects.errors)}")
             return
-        self.coalescer.remove([ticker.symbol])  # each case on its own: no stale check between cases
-        self.sink.accept(ticker, coin, now_ms)
-        entry = self.coalescer.latest[ticker.symbol]
+        if effects.fast:
+            self.tally.canonical += 1
+        want = resp.hset_ticker(keys.option_key(ticker.symbol), complete(ticker.data), ticker.ts, now_ms)
+        if (entry.ts, entry.recv_ms) != (ticker.ts, now_ms) or entry.command != want:
+            if effects.fast:
+                self.tally.canonical_mismatches += 1
+            else:
+                self.tally.connection_mismatches["stored another HSET"] += 1
+            self.tally.keep(f"HSET differs ({'fast' if effects.fast else 'exact'} path) for "
+                            f"{case.raw[:200]!r}: {entry.command[:300]!r}"[:400])
         if not _resp_matches(entry.command, ticker.symbol, ticker, now_ms):
             self.tally.resp_mismatches += 1
             self.tally.keep(f"resp mismatch for {case.raw[:200]!r}: {entry.command[:300]!r}")
-
-    def _canonical(self, case: Case, groups: tuple[bytes, bytes, bytes], frame: frames.Frame,
-                   now_ms: int) -> None:
-        """The fast path's verdict must be decode's: same symbol, ts, and the same stored fields."""
-        symbol, ts, data = groups[0].decode(), int(groups[1]), groups[2]
-        if symbol not in self.owned or not -frames.MAX_TS_LEAD_MS <= now_ms - ts <= frames.MAX_TS_AGE_MS:
-            return  # the connection sends such a frame to decode too
-        if type(frame) is not Ticker or (frame.symbol, frame.ts) != (symbol, ts):
-            self.tally.canonical_mismatches += 1
-            self.tally.keep(f"canonical frame decoded as {frame!r}"[:400])
-            return
-        key = keys.option_key(symbol)
-        fast = resp.hset_canonical(key.encode(), data, ts, now_ms)
-        if fast != resp.hset_ticker(key, complete(frame.data), ts, now_ms):
-            self.tally.canonical_mismatches += 1
-            self.tally.keep(f"canonical HSET differs for {case.raw[:200]!r}: {fast[:300]!r}"[:400])
 
     def _replay_answer(self, answer: CommandAnswer) -> None:
         """The same answer, as if it answered a request in flight (hostile ret_msg/topics)."""

@@ -37,10 +37,13 @@ def failures(f: Findings) -> list[str]:
         if t.resp_mismatches:
             out.append(f"in-process: {t.resp_mismatches} RESP commands not read back as written")
         if t.canonical_mismatches:
-            out.append(f"in-process: {t.canonical_mismatches} frames of Bybit's shape whose fast path "
-                       "disagrees with decode (verdict or HSET)")
+            out.append(f"in-process: {t.canonical_mismatches} frames the fast path stored whose HSET "
+                       "differs from the one the exact path renders")
+        if t.connection_mismatches:
+            out.append("in-process: the connection's handler did other than decode decided "
+                       f"{dict(t.connection_mismatches)}")
         if t.canonical == 0:
-            out.append("in-process: no case had Bybit's own shape (the fast path went unchecked)")
+            out.append("in-process: the connection's fast path stored no case (it went unchecked)")
     if f.wire is not None:
         w = f.wire
         if w.corrupted:
@@ -81,10 +84,11 @@ def summary(f: Findings) -> str:
             "|---|---|---|---|---|---|---|"]
     if f.frames is not None:
         t = f.frames
-        rows.append(f"| frames in-process (decode, sink, RESP, answers) | {_n(t.inputs)} | "
-                    f"{sum(t.crashes.values())} | {sum(t.mismatches.values()) + len(t.unlisted)} | "
+        wrong = sum(t.mismatches.values()) + len(t.unlisted) + sum(t.connection_mismatches.values())
+        rows.append(f"| frames in-process (the connection's handler, sink, RESP, answers) | {_n(t.inputs)} | "
+                    f"{sum(t.crashes.values())} | {wrong} | "
                     f"{t.resp_mismatches} RESP, {t.canonical_mismatches} fast path | "
-                    f"{t.answers_replayed:,} answers replayed, {t.canonical:,} of Bybit's shape | "
+                    f"{t.answers_replayed:,} answers replayed, {t.canonical:,} by the fast path | "
                     f"{t.seconds:.1f} |")
     if f.wire is not None:
         w = f.wire
