@@ -1,6 +1,6 @@
 """The ingest's cost at Bybit's maximum push rate, against a floor and the naive baseline (issue 14).
 
-    .venv/bin/python -m bench.bench_maxrate [--quick] [--rates 1,5,10] [--seconds S]
+    .venv/bin/python -m bench.bench_maxrate [--quick] [--rates 1,5,10] [--seconds S] [--rounds N]
                                              [--baseline-rev REV | --no-release]
 
 Bybit pushes every option ticker at most every 100 ms; a busy market approaches 2,000 symbols x
@@ -36,7 +36,10 @@ Per consumer: frames/s received, CPU share of one core and CPU µs per frame (/p
 ``ts`` every 10 ms, so add up to ~10 ms of sampling; the naive consumer measures after its
 ``HSET`` returns; the floor's is exchange to receipt), and the longest event-loop stall (a
 10 ms timer's overshoot), and the Redis server's CPU over the window. Absolute figures on a
-shared machine drift 2-3x between runs; the verdicts are ratios within one run.
+shared machine drift 2-3x between runs; the verdicts are ratios within one run. With
+``--rounds N`` every consumer is measured N times per feed (every other round in reverse order):
+the table gives the median of each figure, the ratios the median of the rounds' ratios and their
+range, so one noisy window cannot decide a verdict.
 """
 
 from __future__ import annotations
@@ -47,7 +50,9 @@ import contextlib
 import importlib
 import io
 import json
+import math
 import os
+import statistics
 import subprocess
 import sys
 import tarfile
@@ -55,7 +60,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Coroutine, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -531,6 +536,7 @@ class Row:
     feed_cpu: float = float("nan")
     writes_s: float = float("nan")  # option hashes written per second (the ingests only)
     redis_cpu: float = float("nan")  # the Redis server's CPU share over the window
+    round: int = 0  # which pass over the consumers (--rounds)
 
     @property
     def us_per_frame(self) -> float:
@@ -538,22 +544,27 @@ class Row:
 
 
 def run_feed(name: str, feed: Feed, workdir: Path, redis_server: RedisServer, consumers: Sequence[str],
-             warmup: float, seconds: float, release: Path | None) -> list[Row]:
+             warmup: float, seconds: float, release: Path | None, rounds: int = 1) -> list[Row]:
+    """Each consumer in turn against the feed, ``rounds`` times (every other round in reverse
+    order, so a drift of the machine's load over the run does not favour whoever goes first)."""
     rows = []
-    for consumer in consumers:
+    turns = [(n, consumer) for n in range(rounds)
+             for consumer in (consumers if n % 2 == 0 else list(reversed(consumers)))]
+    for n, consumer in turns:
+        label = f"{name:>6}" if rounds == 1 else f"{name:>6} r{n + 1}"
         c0, t0 = cpu_seconds(_pid(feed.proc)), time.monotonic()
         try:
             figures = _measure(consumer, feed, workdir, redis_server, warmup, seconds, release)
         except (AssertionError, RuntimeError, subprocess.TimeoutExpired, OSError) as exc:
             # One consumer that fails (it never wrote every symbol, it crashed) is a finding to
             # print, not a reason to lose the rest of the run.
-            print(f"  {name:>6} {consumer:<8} FAILED: {str(exc)[:300]}", file=sys.stderr, flush=True)
+            print(f"  {label} {consumer:<8} FAILED: {str(exc)[:300]}", file=sys.stderr, flush=True)
             nan = float("nan")
-            rows.append(Row(name, f"{consumer} (failed)", nan, nan, nan, nan, nan, nan))
+            rows.append(Row(name, f"{consumer} (failed)", nan, nan, nan, nan, nan, nan, round=n))
             continue
         feed_cpu = (cpu_seconds(_pid(feed.proc)) - c0) / (time.monotonic() - t0)
-        rows.append(Row(name, consumer, feed_cpu=feed_cpu, **figures))
-        print(f"  {name:>6} {consumer:<8} {_cells(rows[-1])}", file=sys.stderr, flush=True)
+        rows.append(Row(name, consumer, feed_cpu=feed_cpu, round=n, **figures))
+        print(f"  {label} {consumer:<8} {_cells(rows[-1])}", file=sys.stderr, flush=True)
     return rows
 
 
@@ -586,11 +597,51 @@ def _cells(row: Row) -> str:
 
 
 def ratio(rows: Sequence[Row], feed: str, top: str, bottom: str) -> float:
-    """µs/frame of ``top`` over ``bottom`` on ``feed`` (NaN when either is missing)."""
-    by = {r.consumer: r for r in rows if r.feed == feed}
-    if top not in by or bottom not in by:
-        return float("nan")
-    return by[top].us_per_frame / by[bottom].us_per_frame
+    """µs/frame of ``top`` over ``bottom`` on ``feed``, the median of the rounds' (each round's pair
+    measured minutes apart at most); NaN when either is missing."""
+    values = ratios(rows, feed, top, bottom)
+    return statistics.median(values) if values else float("nan")
+
+
+def ratios(rows: Sequence[Row], feed: str, top: str, bottom: str,
+           figure: Callable[[Row], float] = lambda r: r.us_per_frame) -> list[float]:
+    """``figure`` of ``top`` over ``bottom`` on ``feed``, one value per round that has both."""
+    by = {(r.round, r.consumer): r for r in rows if r.feed == feed}
+    out = []
+    for n in sorted({n for n, _ in by}):
+        if (n, top) in by and (n, bottom) in by:
+            value = figure(by[(n, top)]) / figure(by[(n, bottom)])
+            if math.isfinite(value):
+                out.append(value)
+    return out
+
+
+def _spread(values: Sequence[float], digits: int) -> str:
+    """``1.85x``, or with several rounds ``1.85x (1.68-2.19)``: the median and the range."""
+    if not values:
+        return "nanx"
+    text = f"{statistics.median(values):.{digits}f}x"
+    if len(values) > 1:
+        text += f" ({min(values):.{digits}f}-{max(values):.{digits}f})"
+    return text
+
+
+def medians(rows: Sequence[Row]) -> list[Row]:
+    """One row per feed and consumer: each figure the median of its rounds' (finite) values."""
+    groups: dict[tuple[str, str], list[Row]] = {}
+    for r in rows:
+        groups.setdefault((r.feed, r.consumer), []).append(r)
+    out = []
+    for (feed, consumer), group in groups.items():
+        figures: dict[str, float] = {}
+        for name in ("frames_s", "cpu", "rss", "lag_p50", "lag_p99", "stall_ms", "feed_cpu", "writes_s",
+                     "redis_cpu"):
+            values = [v for r in group if math.isfinite(v := getattr(r, name))]
+            figures[name] = statistics.median(values) if values else float("nan")
+        out.append(Row(feed, consumer, figures["frames_s"], figures["cpu"], figures["rss"],
+                       figures["lag_p50"], figures["lag_p99"], figures["stall_ms"], figures["feed_cpu"],
+                       figures["writes_s"], figures["redis_cpu"]))
+    return out
 
 
 def report(rows: Sequence[Row], *, symbols: int, seconds: float, burst_symbols: int) -> str:
@@ -600,9 +651,18 @@ def report(rows: Sequence[Row], *, symbols: int, seconds: float, burst_symbols: 
         out.write(line + "\n")
 
     load = os.getloadavg()
+    rounds = 1 + max((r.round for r in rows), default=0)
     p(f"ingest at Bybit's maximum push rate (nproc={os.cpu_count()}, load {load[0]:.2f} {load[1]:.2f}, "
-      f"{symbols} symbols, window {seconds:g} s, burst {burst_symbols} symbols)")
+      f"{symbols} symbols, window {seconds:g} s, burst {burst_symbols} symbols"
+      + (f", {rounds} rounds" if rounds > 1 else "") + ")")
     p()
+    if rounds > 1:
+        p(f"Each consumer measured {rounds} times against the same feed, every other round in reverse"
+          " order. The table: the median of the rounds' figures; the ratios: the median of each"
+          " round's ratio, the range in brackets.")
+        p()
+    every = rows
+    rows = medians(rows)
     p("| feed | consumer | frames/s | CPU | µs/frame | RSS MiB | lag p50 ms | lag p99 ms | max stall ms |"
       " feed CPU | writes/s | Redis CPU |")
     p("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -623,11 +683,11 @@ def report(rows: Sequence[Row], *, symbols: int, seconds: float, burst_symbols: 
     for feed in dict.fromkeys(r.feed for r in rows):
         ours = next((r for r in rows if r.feed == feed and r.consumer == "ingest"), None)
         verdict = "n/a" if ours is None else ("yes" if ours.cpu < CPU_TARGET else "NO") + f" ({ours.cpu:.1%})"
-        p(f"| {feed} | {ratio(rows, feed, 'ingest', 'floor'):.2f}x"
-          f" | {ratio(rows, feed, 'ingest', 'floor-cb'):.2f}x"
-          f" | {ratio(rows, feed, 'naive', 'ingest'):.1f}x"
-          f" | {ratio(rows, feed, 'release', 'ingest'):.2f}x | {verdict} |")
-    uv = [f"{feed} {ratio(rows, feed, 'ingest-uvloop', 'ingest'):.2f}x"
+        p(f"| {feed} | {_spread(ratios(every, feed, 'ingest', 'floor'), 2)}"
+          f" | {_spread(ratios(every, feed, 'ingest', 'floor-cb'), 2)}"
+          f" | {_spread(ratios(every, feed, 'naive', 'ingest'), 1)}"
+          f" | {_spread(ratios(every, feed, 'release', 'ingest'), 2)} | {verdict} |")
+    uv = [f"{feed} {_spread(ratios(every, feed, 'ingest-uvloop', 'ingest'), 2)}"
           for feed in dict.fromkeys(r.feed for r in rows if r.consumer == "ingest-uvloop")]
     if uv:
         p()
@@ -636,7 +696,8 @@ def report(rows: Sequence[Row], *, symbols: int, seconds: float, burst_symbols: 
     if "ingest" in burst and "release" in burst:
         p()
         now, before = burst["ingest"].frames_s, burst["release"].frames_s
-        p(f"burst: ingest {now:,.0f} frames/s vs release {before:,.0f} ({now / before:.2f}x); option hashes"
+        gain = _spread(ratios(every, "burst", "ingest", "release", lambda r: r.frames_s), 2)
+        p(f"burst: ingest {now:,.0f} frames/s vs release {before:,.0f} ({gain}); option hashes"
           f" written per frame: ingest {burst['ingest'].writes_s / now:.3f}, release"
           f" {burst['release'].writes_s / before:.3f}")
     return out.getvalue()
@@ -648,6 +709,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="300 symbols, 10/s and burst, 2 s windows")
     parser.add_argument("--rates", default=None, help="pushes per symbol per second (default 1,5,10)")
     parser.add_argument("--seconds", type=float, default=None, help="measuring window per consumer")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="measure every consumer this many times per feed (medians and ranges)")
     parser.add_argument("--baseline-rev", default=BASELINE_REV, help="the release measured as 'release'")
     parser.add_argument("--no-release", action="store_true", help="leave the release ingest out")
     parser.add_argument("--repo", type=Path, default=None,
@@ -670,6 +733,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error("--rounds: at least 1")
     if args.mode == "watched-ingest":
         return watched_ingest(args.stall_file, uvloop=args.uvloop)
     if args.mode == "consume":
@@ -706,11 +771,12 @@ def main(argv: list[str] | None = None) -> int:
             with simulator_feed(workdir, rate, per_coin) as feed:
                 symbols = len(feed.symbols)
                 rows += run_feed(f"{rate:g}/s", feed, workdir, redis_server, consumers, warmup, seconds,
-                                 release)
+                                 release, args.rounds)
         if not args.no_burst:
             with firehose_feed(workdir, burst_symbols) as feed:
                 burst = [c for c in consumers if c != "naive"]
-                rows += run_feed("burst", feed, workdir, redis_server, burst, warmup, seconds, release)
+                rows += run_feed("burst", feed, workdir, redis_server, burst, warmup, seconds, release,
+                                 args.rounds)
     finally:
         redis_server.stop()
     text = report(rows, symbols=symbols, seconds=seconds, burst_symbols=burst_symbols)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from websockets.asyncio.client import connect
 
+from bench.bench_maxrate import Row, report
 from tests.fixtures_simulator import SimulatorHandle, ticker_problem
 from tests.servers import python_env, repo_root
 
@@ -104,3 +105,29 @@ def test_quick_bench_reports_every_consumer_ratio_and_verdict(tmp_path: Path) ->
     ratio_line = next(line for line in report.splitlines() if line.startswith("| 10/s |") and "x |" in line)
     assert ratio_line.count("x") >= 2
     assert "yes (" in ratio_line or "NO (" in ratio_line
+
+
+def _row(consumer: str, cpu: float, n: int) -> Row:
+    return Row("10/s", consumer, 20_000.0, cpu, 50 * 2**20, 80.0, 150.0, 30.0, round=n)
+
+
+def test_rounds_report_median_figures_and_the_range_of_the_rounds_own_ratios() -> None:
+    """Each round's ingest is divided by the same round's floor (measured minutes apart, not a run
+    apart): the ratio is the median of those, 2.00x here, not the ratio of the medians (1.80x)."""
+    rows = [_row("ingest", 0.40, 0), _row("floor", 0.20, 0),  # 2.00x
+            _row("floor", 0.10, 1), _row("ingest", 0.30, 1),  # 3.00x (a quiet window for the floor)
+            _row("ingest", 0.36, 2), _row("floor", 0.24, 2)]  # 1.50x
+    text = report(rows, symbols=2000, seconds=10, burst_symbols=2000)
+    assert "3 rounds" in text
+    assert "| 10/s | ingest | 20,000 | 36.0% | 18.0 |" in text  # the median CPU, once
+    assert "| 10/s | floor | 20,000 | 20.0% | 10.0 |" in text
+    assert sum(line.startswith("| 10/s | ingest |") for line in text.splitlines()) == 1
+    assert "| 10/s | 2.00x (1.50-3.00) |" in text
+    assert "NO (36.0%)" in text
+
+
+def test_one_round_reports_each_ratio_without_a_range() -> None:
+    text = report([_row("ingest", 0.40, 0), _row("floor", 0.20, 0)], symbols=2000, seconds=10,
+                  burst_symbols=2000)
+    assert "rounds" not in text
+    assert "| 10/s | 2.00x |" in text
