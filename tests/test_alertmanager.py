@@ -8,6 +8,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import subprocess
+import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +22,7 @@ from scripts.promconfig import render_local_alertmanager_config, write_local_ale
 from scripts.promconfig.alertmanager_config import ALERTMANAGER_FILE
 from scripts.promconfig.durations import parse_duration
 from scripts.promconfig.model import runbook_url
-from tests.servers import LOOPBACK, AlertmanagerServer, amtool, repo_root, wait_until
+from tests.servers import LOOPBACK, AlertmanagerServer, amtool, python_env, repo_root, wait_until
 
 ROOT = repo_root()
 TEMPLATES = ROOT / "alertmanager" / "templates"
@@ -274,6 +276,39 @@ def test_the_local_variant_without_a_webhook_sends_nowhere_and_scales_timers(tmp
     path = tmp_path / "alertmanager.yml"
     path.write_text(text, encoding="utf-8")
     check_config(path)
+
+
+def _promconfig(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "scripts.promconfig", *args], capture_output=True, text=True,
+                          timeout=60, cwd=repo_root(), env=python_env(), check=False)
+
+
+def test_the_command_line_sends_the_committed_mails_to_a_given_relay_at_any_hour(tmp_path: Path) -> None:
+    done = _promconfig("alertmanager", "--out", str(tmp_path), "--smarthost", f"{LOOPBACK}:1025",
+                       "--always-active")
+    assert done.returncode == 0, done.stderr
+    path = tmp_path / "alertmanager.yml"
+    check_config(path)
+    local = yaml.safe_load(path.read_text(encoding="utf-8"))
+    assert local["global"]["smtp_smarthost"] == f"{LOOPBACK}:1025"
+    assert local["global"]["smtp_require_tls"] is False
+    mailing = [r["name"] for r in source()["receivers"] if r.get("email_configs")]
+    assert mailing, "the committed receivers send mail"
+    by_name = {r["name"]: r for r in local["receivers"]}
+    for name in mailing:
+        committed = next(r for r in source()["receivers"] if r["name"] == name)
+        recipients = [m["to"] for m in committed["email_configs"]]
+        assert [m["to"] for m in by_name[name]["email_configs"]] == recipients
+    limits = [p for p, _v in walk(local["route"]) if "time_intervals" in p]
+    assert limits == []  # --always-active: no route waits for working hours
+
+
+@pytest.mark.parametrize("relay", ["localhost", "127.0.0.1:", ":25", "127.0.0.1:smtp", "127.0.0.1:70000"])
+def test_the_command_line_refuses_a_relay_that_is_not_host_and_port(tmp_path: Path, relay: str) -> None:
+    done = _promconfig("alertmanager", "--out", str(tmp_path), "--smarthost", relay)
+    assert done.returncode == 2
+    assert "expected HOST:PORT" in done.stderr
+    assert not (tmp_path / "alertmanager.yml").exists()
 
 
 # --- inhibition on a real Alertmanager ---------------------------------------------------------------------

@@ -9,6 +9,7 @@
     python -m scripts.promconfig prometheus --out DIR --replica a --alertmanager HOST:P1,HOST:P2 ...
     python -m scripts.promconfig rules --out DIR --set NoDataFlowing.threshold=10 --duration-scale 0.05
     python -m scripts.promconfig alertmanager --out DIR --webhook-url http://127.0.0.1:9000/hook
+    python -m scripts.promconfig alertmanager --out DIR --smarthost 127.0.0.1:1025 --always-active
 """
 
 from __future__ import annotations
@@ -44,6 +45,14 @@ def _runbook_base(value: str) -> str:
         return check_runbook_base(value)
     except RunbookBaseError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _smarthost(value: str) -> str:
+    """--smarthost HOST:PORT, checked here so a typo is a usage error, not a silent mail outage."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT (e.g. 127.0.0.1:1025), got {value!r}")
+    return value
 
 
 def _ingest_replicas(value: str) -> tuple[str, ...]:
@@ -95,6 +104,11 @@ def _parser() -> argparse.ArgumentParser:
     am.add_argument("--webhook-url", help="loopback URL every receiver posts to (default: none)")
     am.add_argument("--timing-scale", type=float, default=1.0,
                     help="multiply group_wait/group_interval/repeat_interval by this")
+    am.add_argument("--smarthost", type=_smarthost, metavar="HOST:PORT",
+                    help="send the committed mails (recipients, subjects, templates) to this SMTP relay, "
+                    "plain text, no authentication, e.g. a local MailHog (default: no mail)")
+    am.add_argument("--always-active", action="store_true",
+                    help="drop the routes' working-hours limits, so every tier notifies at any hour")
     return parser
 
 
@@ -169,7 +183,8 @@ def run(args: argparse.Namespace) -> int:
             print(path)
         return 0
     print(write_local_alertmanager_config(args.out, webhook_url=args.webhook_url,
-                                          timing_scale=args.timing_scale))
+                                          timing_scale=args.timing_scale, smarthost=args.smarthost,
+                                          always_active=args.always_active))
     return 0
 
 
