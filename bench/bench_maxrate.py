@@ -596,16 +596,10 @@ def _cells(row: Row) -> str:
             f"{row.lag_p50:>7.1f} {row.lag_p99:>7.1f} {row.stall_ms:>7.1f}")
 
 
-def ratio(rows: Sequence[Row], feed: str, top: str, bottom: str) -> float:
-    """µs/frame of ``top`` over ``bottom`` on ``feed``, the median of the rounds' (each round's pair
-    measured minutes apart at most); NaN when either is missing."""
-    values = ratios(rows, feed, top, bottom)
-    return statistics.median(values) if values else float("nan")
-
-
 def ratios(rows: Sequence[Row], feed: str, top: str, bottom: str,
            figure: Callable[[Row], float] = lambda r: r.us_per_frame) -> list[float]:
-    """``figure`` of ``top`` over ``bottom`` on ``feed``, one value per round that has both."""
+    """``figure`` of ``top`` over ``bottom`` on ``feed``, one value per round that has both (each
+    round's pair measured minutes apart at most, not a run apart)."""
     by = {(r.round, r.consumer): r for r in rows if r.feed == feed}
     out = []
     for n in sorted({n for n, _ in by}):

@@ -164,7 +164,7 @@ class InProcessTarget:
     def _run_handler(self, raw: bytes) -> Effects:
         """One message through the connection's handler, as ``_read`` hands it over."""
         counters = self.counters
-        self.coalescer.remove(self.owned)  # each case on its own: no stale check between cases
+        self.coalescer.remove(list(self.coalescer.latest))  # each case on its own: no stale check
         messages, exact, errors_before = counters.messages, counters.exact_tickers, counters.errors.copy()
         self.connection._unanswered_ping_since = 0.0
         self.handler(raw)
