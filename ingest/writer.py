@@ -2,8 +2,16 @@
 
 Each flush takes the dirty symbols from the :class:`~ingest.coalescer.Coalescer` and
 writes, in one round trip: per symbol ``HSET option:{SYMBOL}`` (Bybit's fields as
-received, plus ``ts`` and ``recv_ts``) and ``EXPIRE`` (the TTL in force), one ``SADD``
-per coin for symbols not yet in its index, and the deletions of delivered symbols.
+received, plus ``ts`` and ``recv_ts``), one ``SADD`` per coin for symbols not yet in its
+index, and the deletions of delivered symbols.
+
+A hash's ``EXPIRE`` (the TTL in force) goes with its first write and then at most once per
+:func:`renewal_period` (a tenth of the TTL, at most a minute), not with every write: ``HSET``
+keeps a key's TTL, and at Bybit's maximum push rate renewing a 24 h TTL 15,000 times a second
+doubled the commands Redis executes and the replies the ingest reads. So a hash vanishes between
+0.9 x TTL and TTL after its last write. Every event that can leave a hash without its TTL sends it
+again at once: a resync (a restarted or emptied Redis), a change of the TTL in force, a refused
+write. A hash deleted behind the writer's back gets its TTL back at its next renewal.
 
 With ``monotonic`` (``INGEST_MONOTONIC_WRITES``, for two ingest replicas on one Redis) each
 ticker goes through the Redis Function of :data:`ingest.resp.LIBRARY` instead of HSET+EXPIRE:
@@ -41,6 +49,14 @@ log = logging.getLogger("ingest.writer")
 #: large enough to be fast, small enough that one batch never holds Redis for long.
 BATCH_COMMANDS: Final = 4000
 _FIRST_RETRY: Final = 0.1
+#: Longest time between two ``EXPIRE`` of one hash (seconds), whatever the TTL.
+RENEWAL_MAX: Final = 60.0
+_DUE: Final = float("-inf")  # the renewal time of a symbol not renewed yet: due now
+
+
+def renewal_period(ttl: int) -> float:
+    """Seconds between two ``EXPIRE`` of one hash: a tenth of ``ttl``, at most :data:`RENEWAL_MAX`."""
+    return min(RENEWAL_MAX, ttl / 10)
 
 
 class Writer:
@@ -65,9 +81,11 @@ class Writer:
         self._next_try = 0.0
         self._throttle = LogThrottle(period=30.0, burst=3, clock=clock)
         #: Each symbol's rendered ``EXPIRE`` for :attr:`_expire_ttl`: the same bytes at every
-        #: flush until the TTL in force changes (memory pressure), so rendered once.
+        #: renewal until the TTL in force changes (memory pressure), so rendered once.
         self._expires: dict[str, bytes] = {}
         self._expire_ttl = 0
+        #: symbol -> clock time its next ``EXPIRE`` is due; absent: due with its next write.
+        self._renew_at: dict[str, float] = {}
 
     # --- what Redis should hold ---------------------------------------------------------------
     def forget(self, removed: Mapping[str, Iterable[str]]) -> None:
@@ -78,6 +96,7 @@ class Writer:
             index = self.indexed.get(coin)
             for symbol in symbols:
                 self._expires.pop(symbol, None)
+                self._renew_at.pop(symbol, None)
                 if index is not None:
                     index.discard(symbol)
                 self._to_delete[symbol] = coin
@@ -86,6 +105,7 @@ class Writer:
         """Redis lost its data (restart): write the whole state again, indexes included."""
         self.coalescer.mark_all_dirty()
         self.indexed.clear()
+        self._renew_at.clear()
         self._library_loaded = False
         log.warning("rewriting the whole state to Redis", extra={
             "reason": reason, "symbols": len(self.coalescer)})
@@ -143,27 +163,31 @@ class Writer:
                 by_coin.setdefault(coin, []).append(symbol)
             head.extend(resp.command("SREM", keys.coin_index_key(c), *s) for c, s in by_coin.items())
         first_ticker = len(head)
-        stride = 1 if self.monotonic else 2
-        first_sadd = first_ticker + stride * len(batch)
         new_in_index: dict[str, list[str]] = {}
         if ttl != self._expire_ttl:
             self._expires.clear()
+            self._renew_at.clear()
             self._expire_ttl = ttl
+        now = self._clock()
+        renewed: list[str] = []  # symbols whose EXPIRE goes in this flush, right after their HSET
 
         def slices() -> Iterator[list[bytes]]:
             """The flush's commands, rendered one slice at a time as the store sends them."""
-            expires, prefix, guarded, indexed = self._expires, keys.OPTION_PREFIX, resp.guarded, self.indexed
-            monotonic, size = self.monotonic, WRITE_SLICE
+            expires, renew_at, prefix, guarded, indexed = (
+                self._expires, self._renew_at, keys.OPTION_PREFIX, resp.guarded, self.indexed)
+            monotonic, size, due = self.monotonic, WRITE_SLICE, _DUE
             out = head
             for symbol, entry in batch:
-                if monotonic:
+                if monotonic:  # the Redis Function renews the TTL itself
                     out.append(guarded(entry.command, entry.ts, ttl))
                 else:
                     out.append(entry.command)
-                    expire = expires.get(symbol)
-                    if expire is None:
-                        expire = expires[symbol] = resp.expire(prefix + symbol, ttl)
-                    out.append(expire)
+                    if renew_at.get(symbol, due) <= now:
+                        expire = expires.get(symbol)
+                        if expire is None:
+                            expire = expires[symbol] = resp.expire(prefix + symbol, ttl)
+                        out.append(expire)
+                        renewed.append(symbol)
                 index = indexed.get(entry.coin)
                 if index is None or symbol not in index:
                     new_in_index.setdefault(entry.coin, []).append(symbol)
@@ -176,6 +200,7 @@ class Writer:
         results = await self.store.execute_slices(slices())
 
         refused = {i for i, r in enumerate(results) if r is not None}
+        failed: list[tuple[str, Entry]] = []
         if refused:
             first = results[min(refused)]
             if self.monotonic and any("function not found" in str(results[i]).lower() for i in refused):
@@ -186,15 +211,21 @@ class Writer:
                 log.error("redis refused commands", extra={
                     "error_type": errors.REDIS_ERROR, "count": len(refused), "first": str(first)[:200],
                     "suppressed": suppressed})
-        failed: list[tuple[str, Entry]] = []
+            failed = self._refused_entries(batch, refused, first_ticker, set(renewed))
+        first_sadd = first_ticker + len(batch) + len(renewed)
+        renew_at, next_renewal = self._renew_at, now + renewal_period(ttl)
+        for symbol in renewed:
+            renew_at[symbol] = next_renewal
+        written_entries = batch
+        if failed:
+            # A refused write may have met a key of another type or none at all: whatever
+            # Redis holds for these symbols gets its EXPIRE again with their next write.
+            gone = {symbol for symbol, _entry in failed}
+            for symbol in gone:
+                renew_at.pop(symbol, None)
+            written_entries = [(symbol, entry) for symbol, entry in batch if symbol not in gone]
         latest: dict[str, float] = {}
-        written = 0
-        for n, (symbol, entry) in enumerate(batch):
-            i = first_ticker + stride * n
-            if i in refused or i + stride - 1 in refused:
-                failed.append((symbol, entry))
-                continue
-            written += 1
+        for _symbol, entry in written_entries:
             if entry.recv_ms > latest.get(entry.coin, 0):
                 latest[entry.coin] = entry.recv_ms
         for n, (coin, symbols) in enumerate(new_in_index.items()):
@@ -202,8 +233,22 @@ class Writer:
                 self.indexed.setdefault(coin, set()).update(symbols)
         for coin, recv_ms in latest.items():
             self.counters.written(coin, recv_ms / 1000.0)
-        self.counters.redis_writes += written
+        self.counters.redis_writes += len(written_entries)
         self.counters.redis_flushes += 1
+        return failed
+
+    @staticmethod
+    def _refused_entries(batch: list[tuple[str, Entry]], refused: set[int], first_ticker: int,
+                         renewed: set[str]) -> list[tuple[str, Entry]]:
+        """The entries of ``batch`` with a refused command: an ``HSET`` (or ``FCALL``), or the
+        ``EXPIRE`` that follows it for the symbols in ``renewed``."""
+        failed = []
+        i = first_ticker
+        for symbol, entry in batch:
+            width = 2 if symbol in renewed else 1
+            if i in refused or i + width - 1 in refused:
+                failed.append((symbol, entry))
+            i += width
         return failed
 
     # --- outages --------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 from redis.exceptions import ResponseError
@@ -16,7 +17,7 @@ from ingest.pressure import MemoryPressure
 from ingest.reporter import Reporter
 from ingest.stats import ConnectionState, Counters
 from ingest.store import WRITE_SLICE, RedisUnavailable, Store, make_redis
-from ingest.writer import Writer
+from ingest.writer import RENEWAL_MAX, Writer, renewal_period
 from tests.servers import RedisServer
 
 A, B, C = "BTC-27DEC26-100000-C", "BTC-27DEC26-90000-P", "ETH-27DEC26-4000-C"
@@ -88,6 +89,86 @@ async def test_the_ttl_in_force_at_each_flush_is_the_one_written(
     put(w, A, 3)
     assert await w.flush() is True
     assert 86300 < r.ttl(keys.option_key(A)) <= 86400
+
+
+def expires_run(r: Any) -> int:
+    """How many EXPIRE commands this Redis has executed."""
+    return int(r.info("commandstats").get("cmdstat_expire", {}).get("calls", 0))
+
+
+async def test_a_ttl_is_renewed_once_per_renewal_period_not_with_every_write(
+        store: Store, redis_server: RedisServer) -> None:
+    """At 10 pushes a second an EXPIRE per write was half of what Redis executed for the ingest."""
+    r = redis_server.client()
+    clock = Clock()
+    w = make_writer(store, clock)
+    assert renewal_period(86400) == RENEWAL_MAX == 60.0
+    assert renewal_period(300) == 30.0
+    for ts in range(1, 21):  # 20 flushes in 2 s
+        put(w, A, ts, mark=str(ts))
+        assert await w.flush() is True
+        clock.now += 0.1
+    assert expires_run(r) == 1  # with its first write
+    assert r.hget(keys.option_key(A), "markPrice") == "20"
+    assert 86300 < r.ttl(keys.option_key(A)) <= 86400
+    clock.now = 60.0  # a renewal period after the first write
+    put(w, A, 21)
+    put(w, C, 21)  # new: its EXPIRE goes with its first write
+    assert await w.flush() is True
+    assert expires_run(r) == 3
+    assert w.counters.redis_writes == 22
+    put(w, A, 22)
+    put(w, C, 22)
+    assert await w.flush() is True
+    assert expires_run(r) == 3
+
+
+async def test_a_hash_deleted_behind_the_writers_back_gets_its_ttl_back_within_a_renewal_period(
+        store: Store, redis_server: RedisServer) -> None:
+    r = redis_server.client()
+    clock = Clock()
+    w = make_writer(store, clock)
+    put(w, A, 1)
+    assert await w.flush() is True
+    r.delete(keys.option_key(A))
+    put(w, A, 2)
+    assert await w.flush() is True
+    assert r.ttl(keys.option_key(A)) == -1  # the HSET made it again, without a TTL: the documented bound
+    clock.now += RENEWAL_MAX
+    put(w, A, 3)
+    assert await w.flush() is True
+    assert 86300 < r.ttl(keys.option_key(A)) <= 86400
+
+
+async def test_a_refused_write_sends_its_ttl_again_with_the_retry_across_slices(
+        store: Store, redis_server: RedisServer) -> None:
+    """Symbols with and without an EXPIRE in one flush, refusals on both sides of a slice edge:
+    each reply still belongs to its own symbol, and a refused symbol gets its TTL with its retry."""
+    r = redis_server.client()
+    clock = Clock()
+    w = make_writer(store, clock)
+    symbols = [f"BTC-27DEC26-{1000 + i}-C" for i in range(3 * WRITE_SLICE)]
+    for symbol in symbols[::2]:  # every other one written (and its TTL renewed) before
+        put(w, symbol, 1)
+    assert await w.flush() is True
+    before = expires_run(r)
+    bad = {symbols[WRITE_SLICE // 2 - 1], symbols[WRITE_SLICE // 2], symbols[WRITE_SLICE], symbols[-1]}
+    for symbol in bad:
+        r.delete(keys.option_key(symbol))
+        r.set(keys.option_key(symbol), "not a hash")
+    for symbol in symbols:
+        put(w, symbol, 2)
+    assert await w.flush() is True
+    assert w.counters.errors[errors.REDIS_ERROR] == len(bad)  # the HSETs; EXPIRE takes a key of any type
+    assert w.coalescer.pending == len(bad)
+    assert expires_run(r) - before == len(symbols) // 2  # only the new ones
+    assert all(r.hget(keys.option_key(s), "ts") == "2" for s in symbols if s not in bad)
+    for symbol in bad:
+        r.delete(keys.option_key(symbol))
+    assert await w.flush() is True  # the retry, well within a renewal period
+    assert w.coalescer.pending == 0
+    assert all(r.hget(keys.option_key(s), "ts") == "2" for s in symbols)
+    assert all(86300 < r.ttl(keys.option_key(s)) <= 86400 for s in symbols)
 
 
 async def test_a_key_redis_refuses_fails_alone_and_is_counted(
@@ -205,6 +286,8 @@ async def test_an_outage_holds_the_latest_state_and_a_restarted_redis_gets_all_o
     assert r.hget(keys.option_key(C), "markPrice") == "7.5"  # unchanged during the outage, rewritten anyway
     assert r.smembers(keys.coin_index_key("BTC")) == {A}
     assert r.smembers(keys.coin_index_key("ETH")) == {C}
+    # their TTLs too, although both were renewed a moment ago in the Redis that died
+    assert all(86300 < r.ttl(keys.option_key(s)) <= 86400 for s in (A, C))
 
 
 async def test_the_retry_pause_grows_to_the_configured_maximum(
