@@ -21,7 +21,7 @@ by side would mostly measure each other):
 - ``release`` (unless ``--no-release``): the ingest as of ``--baseline-rev``, extracted with
   ``git archive``, for before/after figures from the same run;
 - ``floor-cb``: the floor of the ingest's own read path (frames counted in websockets'
-  ``data_received`` by :class:`ingest.connection.TickerConnection`, no ``recv()``);
+  ``data_received`` by :class:`ingest.wsread.TickerConnection`, no ``recv()``);
 - ``ingest-uvloop`` (when ``uvloop`` is installed, unless ``--no-uvloop``): the ingest on uvloop's
   event loop, to see whether it would help.
 - ``floor-picows`` (when ``picows`` is installed; not in ``--quick``): the floor on picows' C frame
@@ -229,10 +229,10 @@ async def floor_loop(ws_url: str, symbols: Sequence[str], tally: Tally) -> None:
 async def floor_callback_loop(ws_url: str, symbols: Sequence[str], tally: Tally) -> None:
     """The floor of the ingest's own read path: frames counted in websockets' ``data_received``.
 
-    The same :class:`ingest.connection.TickerConnection` the ingest reads with, its handler
+    The same :class:`ingest.wsread.TickerConnection` the ingest reads with, its handler
     only counting (and reading the ``ts`` of one frame in 100, as :func:`floor_loop` does).
     """
-    from ingest.connection import TickerConnection
+    from ingest.wsread import TickerConnection
 
     def count(raw: bytes) -> None:
         tally.frames += 1

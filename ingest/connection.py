@@ -13,9 +13,9 @@ While a socket lives, two tasks share it:
   (:mod:`ingest.canonical`), any other by :func:`ingest.frames.decode`, and hands tickers to
   the sink; answers and pongs update the connection's state; bad frames are counted by
   type and logged through a throttle. Complete (unfragmented) data frames do not wait for
-  the reader task: :class:`TickerConnection` hands each one to it straight from websockets'
-  ``data_received``, as the frames of one socket read are parsed, so a busy stream costs no
-  future, queue or task wake-up per message (those were ~25 % of the ingest's CPU). The loop
+  the reader task: :class:`~ingest.wsread.TickerConnection` reads them straight from each
+  socket read in websockets' ``data_received`` and hands each one over at once, so a busy stream
+  costs no parser generator, future, queue or task wake-up per message. The loop
   is free again after each socket read (at most 256 kB, a few milliseconds of frames), so the
   writer and the keeper never starve. Everything else (a fragmented message, frames before
   the handler is attached) still goes through websockets' queue to ``recv()``, and the
@@ -42,9 +42,6 @@ from typing import Final, cast
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
-from websockets.frames import Frame as WsFrame
-from websockets.frames import Opcode
-from websockets.protocol import Event
 
 from common import errors
 from common.config import Settings
@@ -56,6 +53,7 @@ from ingest.reconnect import ReconnectPolicy
 from ingest.sink import TickerSink
 from ingest.stats import Counters
 from ingest.subscriptions import Result, Subscriptions
+from ingest.wsread import TickerConnection
 
 log = logging.getLogger("ingest.connection")
 
@@ -64,35 +62,6 @@ _CLOSE_TIMEOUT: Final = 2.0
 _TICK: Final = 1.0  # the keeper's longest sleep when nothing is due
 #: Parked topics are retried this many times per refresh interval at first (then less often).
 PARKED_RETRIES_PER_REFRESH: Final = 5
-
-
-_DATA: Final = (Opcode.TEXT, Opcode.BINARY)
-
-
-class TickerConnection(ClientConnection):
-    """websockets' client connection that hands complete data frames to :attr:`on_message` at once.
-
-    websockets parses the frames of each socket read in ``data_received`` and queues every
-    message for ``recv()``; here a complete data frame goes to ``on_message`` right there
-    instead. Control frames (ping, pong, close), the handshake, flow control of what is still
-    queued and the close/keepalive machinery are websockets' own, unchanged. A fragmented
-    message (Bybit sends none) and anything before ``on_message`` is set take the queue.
-    """
-
-    on_message: Callable[[bytes], None] | None = None
-    _fragmented = False  # a fragmented message is in progress: its frames go to the queue
-
-    def process_event(self, event: Event) -> None:
-        if type(event) is WsFrame:
-            opcode = event.opcode
-            if opcode in _DATA or opcode is Opcode.CONT:
-                handler = self.on_message
-                if handler is not None and event.fin and not self._fragmented and opcode is not Opcode.CONT:
-                    data = event.data
-                    handler(data if type(data) is bytes else bytes(data))
-                    return
-                self._fragmented = not event.fin
-        super().process_event(event)
 
 
 class DeadConnection(Exception):

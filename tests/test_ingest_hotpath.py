@@ -18,7 +18,7 @@ from websockets.asyncio.client import connect
 
 from common import errors, keys
 from ingest.coalescer import Coalescer
-from ingest.connection import Connection, TickerConnection
+from ingest.connection import Connection
 from ingest.frames import _DECIMAL, _DECIMALS_JOINED, _FAST_JOINED, Rejected, Ticker, decode
 from ingest.lag import LagHistogram
 from ingest.pressure import MemoryPressure
@@ -26,6 +26,7 @@ from ingest.sink import TickerSink
 from ingest.stats import Counters
 from ingest.store import Store, make_redis
 from ingest.writer import Writer
+from ingest.wsread import TickerConnection
 from tests.servers import RedisServer
 from tests.test_ingest_connection import SYMBOL, Exchange, Running, exchange, settings, until
 
