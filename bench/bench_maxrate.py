@@ -17,11 +17,13 @@ by side would mostly measure each other):
 - ``naive``: the baseline of :mod:`bench.bench_ingest`, the seed's shape (``json.loads`` per
   message, one awaited ``HSET`` per message), on as many connections as the ingest opens;
 - ``floor``: a bare receive loop on the ingest's WebSocket library that only counts frames
-  (it reads the ``ts`` of one frame in 100 for its lag): no consumer on that library can cost less;
+  (it reads the ``ts`` of one frame in 100 for its lag): the issue's floor, what receiving costs
+  through the library's own API;
 - ``release`` (unless ``--no-release``): the ingest as of ``--baseline-rev``, extracted with
   ``git archive``, for before/after figures from the same run;
-- ``floor-cb``: the floor of the ingest's own read path (frames counted in websockets'
-  ``data_received`` by :class:`ingest.wsread.TickerConnection`, no ``recv()``);
+- ``floor-cb``: the floor of the ingest's own read path (frames counted by
+  :class:`ingest.wsread.TickerConnection`: plain data frames read by its own loop in
+  ``data_received``, every other frame by websockets; no ``recv()``);
 - ``ingest-uvloop`` (when ``uvloop`` is installed, unless ``--no-uvloop``): the ingest on uvloop's
   event loop, to see whether it would help.
 - ``floor-picows`` (when ``picows`` is installed; not in ``--quick``): the floor on picows' C frame
