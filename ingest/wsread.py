@@ -68,29 +68,27 @@ class TickerConnection(ClientConnection):
     _fragmented = False  # a fragmented message is in progress: its frames go to the queue
     _held = b""  # the start of a plain data frame that the next read completes
     _synced = False  # websockets' parser was seen at a boundary and has not been fed since
+    _limit = 0  # the largest payload read here (max_size), set by _resync
 
     def data_received(self, data: bytes) -> None:
-        handler = self.on_message
         held = self._held
+        if held:  # only ever set while reading here
+            data = held + data
+            self._held = b""
+        handler = self.on_message
         if handler is None or not (self._synced or self._resync()):
-            if held:  # the handler is gone (the reader ended): websockets gets the frame whole
-                data = held + data
-                self._held = b""
             self._synced = False
             super().data_received(data)
             return
-        if held:
-            data = held + data
-            self._held = b""
         end = len(data)
         limit, whole = self._limit, _WHOLE
         i = read = 0
+        cut = False  # the frame at i is a plain data frame that the end of this read cut short
         while i < end:
             if data[i] not in whole:
                 break
             if i + 2 > end:
-                self._held = data[i:]
-                i = end
+                cut = True
                 break
             length = data[i + 1]
             start = i + 2
@@ -98,8 +96,7 @@ class TickerConnection(ClientConnection):
                 if length > _LENGTH_16:
                     break  # masked, or a 64-bit length: websockets decides
                 if i + 4 > end:
-                    self._held = data[i:]
-                    i = end
+                    cut = True
                     break
                 length = (data[i + 2] << 8) | data[i + 3]
                 start = i + 4
@@ -107,14 +104,15 @@ class TickerConnection(ClientConnection):
                 break  # over max_size: websockets closes with 1009
             stop = start + length
             if stop > end:
-                self._held = data[i:]
-                i = end
+                cut = True
                 break
             handler(data[start:stop])
             read += 1
             i = stop
         self.frames_read_here += read
-        if i < end:
+        if cut:
+            self._held = data[i:]
+        elif i < end:
             self._synced = False
             super().data_received(data[i:] if i else data)
 
@@ -135,8 +133,6 @@ class TickerConnection(ClientConnection):
         self._limit = min(sizes) if sizes else 1 << 62
         self._synced = True
         return True
-
-    _limit = 0
 
     def process_event(self, event: Event) -> None:
         """A complete data frame that websockets parsed (after a control frame in the same read,
