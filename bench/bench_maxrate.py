@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.bench_maxrate [--quick] [--rates 1,5,10] [--seconds S] [--rounds N]
                                              [--baseline-rev REV | --no-release]
+                                             [--flush-intervals 0.25]
 
 Bybit pushes every option ticker at most every 100 ms; a busy market approaches 2,000 symbols x
 10 = 20,000 frames/s, delivered as many small socket reads, not one burst per second. The
@@ -28,6 +29,8 @@ by side would mostly measure each other):
   event loop, to see whether it would help.
 - ``floor-picows`` (when ``picows`` is installed; not in ``--quick``): the floor on picows' C frame
   parser, to see what that read path would buy.
+- ``ingest@<s>s`` (``--flush-intervals s,...``): the ingest with ``INGEST_FLUSH_INTERVAL=s``, what
+  an operator trades by flushing less often (fewer writes, older tickers in Redis between flushes).
 
 Then the burst: :mod:`bench.bench_ingest`'s firehose (pre-rendered frames as fast as TCP takes
 them) against the ingest, the release ingest and the floor.
@@ -36,7 +39,8 @@ Per consumer: frames/s received, CPU share of one core and CPU µs per frame (/p
 ``process_time`` over the window), RSS at the end, exchange-to-Redis lag p50/p99 (exchange
 ``ts`` to the moment the ticker is readable in Redis: for the ingest a sampler polls 200 symbols'
 ``ts`` every 10 ms, so add up to ~10 ms of sampling; the naive consumer measures after its
-``HSET`` returns; the floor's is exchange to receipt), and the longest event-loop stall (a
+``HSET`` returns; the floor's is exchange to receipt), for the ingests the age p99 of what Redis
+holds (now - ``ts`` of the sampled hashes, every 50 ms), and the longest event-loop stall (a
 10 ms timer's overshoot), and the Redis server's CPU over the window. Absolute figures on a
 shared machine drift 2-3x between runs; the verdicts are ratios within one run. With
 ``--rounds N`` every consumer is measured N times per feed (every other round in reverse order):
@@ -54,6 +58,7 @@ import io
 import json
 import math
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -75,6 +80,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from bench.bench_ingest import SYMBOLS, at_stats_write, stat
 from bench.measure import cpu_seconds, pct, rss_bytes
 from common import keys
+from common.config import FLUSH_INTERVAL_MAX
 from tests.servers import (
     LOOPBACK,
     ManagedProcess,
@@ -94,6 +100,7 @@ CPU_TARGET: Final = 0.20
 STALL_PERIOD: Final = 0.01
 LAG_SAMPLE: Final = 200
 LAG_POLL: Final = 0.01
+AGE_EVERY: Final = 5  # the stored tickers' age is sampled every 50 ms (lag: every 10 ms)
 FLOOR_LAG_EVERY: Final = 100
 MAX_TOPICS, MAX_CHARS = 2000, 21000  # Bybit's per-connection limits (the ingest's defaults)
 CONSUMERS: Final = ("ingest", "ingest-uvloop", "release", "naive", "floor", "floor-cb", "floor-picows")
@@ -354,13 +361,20 @@ return out
 
 
 class LagSampler:
-    """Polls a sample of option hashes' ``ts``; each change seen is a write, its lag now - ts."""
+    """Polls a sample of option hashes' ``ts``; each change seen is a write, its lag now - ts.
+
+    The lag only sees the tickers that were written. How old what Redis holds is, which is what a
+    reader gets, is :attr:`ages_ms`: now - ts of every sampled hash, every :data:`AGE_EVERY`-th
+    poll. A longer flush interval writes fewer, fresher-at-write tickers (a lower lag) while the
+    stored ones grow older between flushes (a higher age).
+    """
 
     def __init__(self, r: redis.Redis, symbols: Sequence[str]) -> None:
         step = max(1, len(symbols) // LAG_SAMPLE)
         self.symbols = list(symbols)[::step][:LAG_SAMPLE]
         self.r = r
         self.lags_ms: list[float] = []
+        self.ages_ms: list[float] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lag-sampler", daemon=True)
 
@@ -378,9 +392,13 @@ class LagSampler:
         # process a third of a core, on the same 2 cores as the feed and the consumer it measures.
         read_ts = self.r.register_script(_READ_TS)
         names = [keys.option_key(s) for s in self.symbols]
+        polls = 0
         while not self._stop.is_set():
             values = read_ts(keys=names, args=[keys.F_OPTION_TS])
             now_ms = time.time() * 1000
+            polls += 1
+            if polls % AGE_EVERY == 0:
+                self.ages_ms.extend(now_ms - int(v) for v in values if v is not None)
             for s, v in zip(self.symbols, values, strict=True):
                 if v is not None and v != last.get(s):
                     if s in last:  # the first value seen may be old: only changes are writes
@@ -402,11 +420,21 @@ def started(argv: list[str], log: Path, env: dict[str, str],
 
 
 def ingest_env(redis_url: str, *, ws_url: str, rest_url: str, coins: Sequence[str],
-               release: Path | None) -> dict[str, str]:
-    """The environment of an ingest under measurement (``release``: its tree first on PYTHONPATH)."""
+               release: Path | None, flush_interval: float | None = None) -> dict[str, str]:
+    """The environment of an ingest under measurement (``release``: its tree first on PYTHONPATH;
+    ``flush_interval``: its ``INGEST_FLUSH_INTERVAL``, else the default)."""
     path = f"{release}{os.pathsep}{repo_root()}" if release is not None else str(repo_root())
-    return python_env(REDIS_URL=redis_url, BYBIT_WS_URL=ws_url, BYBIT_REST_URL=rest_url,
-                      BYBIT_COINS=",".join(coins), LOG_FORMAT="json", LOG_LEVEL="WARNING", PYTHONPATH=path)
+    env = python_env(REDIS_URL=redis_url, BYBIT_WS_URL=ws_url, BYBIT_REST_URL=rest_url,
+                     BYBIT_COINS=",".join(coins), LOG_FORMAT="json", LOG_LEVEL="WARNING", PYTHONPATH=path)
+    if flush_interval is not None:
+        env["INGEST_FLUSH_INTERVAL"] = f"{flush_interval:g}"
+    return env
+
+
+def flushing_every(consumer: str) -> float | None:
+    """The flush interval of an ``ingest@<seconds>s`` consumer (``--flush-intervals``), else None."""
+    match = re.fullmatch(r"ingest@([0-9.]+)s", consumer)
+    return float(match.group(1)) if match else None
 
 
 def check_imports_from(tree: Path, env: dict[str, str]) -> None:
@@ -431,16 +459,19 @@ def release_tree(workdir: Path, rev: str, repo: Path) -> Path:
 
 def measure_ingest(workdir: Path, redis_server: RedisServer, *, rest_url: str, ws_url: str,
                    coins: Sequence[str], symbols: Sequence[str], warmup: float, seconds: float,
-                   release: Path | None = None, uvloop: bool = False) -> dict[str, float]:
+                   release: Path | None = None, uvloop: bool = False,
+                   flush_interval: float | None = None) -> dict[str, float]:
     """The ingest (this checkout's, or ``release``'s) against the feed, measured from outside."""
     stall_file = workdir / f"stalls-{time.monotonic_ns()}.txt"
-    env = ingest_env(redis_server.url, ws_url=ws_url, rest_url=rest_url, coins=coins, release=release)
+    env = ingest_env(redis_server.url, ws_url=ws_url, rest_url=rest_url, coins=coins, release=release,
+                     flush_interval=flush_interval)
     argv = [sys.executable, "-m", "bench.bench_maxrate", "watched-ingest", "--stall-file", str(stall_file)]
     if uvloop:
         argv.append("--uvloop")
     r = redis_server.client()
     r.flushall()
-    name = "release" if release is not None else "ingest-uvloop" if uvloop else "ingest"
+    name = ("release" if release is not None else "ingest-uvloop" if uvloop
+            else "ingest" if flush_interval is None else f"ingest@{flush_interval:g}s")
     # The release runs in its own tree: ``python -m`` puts the working directory before PYTHONPATH,
     # so from this checkout it would import this checkout's ingest (as the runs before 2026-12-02 did).
     if release is not None:
@@ -459,9 +490,9 @@ def measure_ingest(workdir: Path, redis_server: RedisServer, *, rest_url: str, w
             e1, r1 = time.time(), redis_cpu(r)
         rss = rss_bytes(pid)
         dt = t1 - t0
-        lags = sampler.lags_ms
+        lags, ages = sampler.lags_ms, sampler.ages_ms
     return {"frames_s": (m1 - m0) / dt, "cpu": (c1 - c0) / dt, "rss": float(rss),
-            "lag_p50": pct(lags, 0.5), "lag_p99": pct(lags, 0.99),
+            "lag_p50": pct(lags, 0.5), "lag_p99": pct(lags, 0.99), "age_p99": pct(ages, 0.99),
             "stall_ms": max_stall_ms(stall_file, e0, e1), "writes_s": (w1 - w0) / dt,
             "redis_cpu": (r1 - r0) / dt}
 
@@ -538,6 +569,7 @@ class Row:
     feed_cpu: float = float("nan")
     writes_s: float = float("nan")  # option hashes written per second (the ingests only)
     redis_cpu: float = float("nan")  # the Redis server's CPU share over the window
+    age_p99: float = float("nan")  # how old the stored tickers are, p99 ms (the ingests only)
     round: int = 0  # which pass over the consumers (--rounds)
 
     @property
@@ -572,11 +604,12 @@ def run_feed(name: str, feed: Feed, workdir: Path, redis_server: RedisServer, co
 
 def _measure(consumer: str, feed: Feed, workdir: Path, redis_server: RedisServer, warmup: float,
              seconds: float, release: Path | None) -> dict[str, float]:
-    if consumer in ("ingest", "ingest-uvloop", "release"):
+    flush_interval = flushing_every(consumer)
+    if consumer in ("ingest", "ingest-uvloop", "release") or flush_interval is not None:
         return measure_ingest(workdir, redis_server, rest_url=feed.rest_url, ws_url=feed.ws_url,
                               coins=feed.coins, symbols=feed.symbols, warmup=warmup, seconds=seconds,
                               release=release if consumer == "release" else None,
-                              uvloop=consumer == "ingest-uvloop")
+                              uvloop=consumer == "ingest-uvloop", flush_interval=flush_interval)
     return measure_other(consumer, workdir, redis_server, rest_url=feed.rest_url, ws_url=feed.ws_url,
                          coins=feed.coins, warmup=warmup, seconds=seconds)
 
@@ -631,13 +664,32 @@ def medians(rows: Sequence[Row]) -> list[Row]:
     for (feed, consumer), group in groups.items():
         figures: dict[str, float] = {}
         for name in ("frames_s", "cpu", "rss", "lag_p50", "lag_p99", "stall_ms", "feed_cpu", "writes_s",
-                     "redis_cpu"):
+                     "redis_cpu", "age_p99"):
             values = [v for r in group if math.isfinite(v := getattr(r, name))]
             figures[name] = statistics.median(values) if values else float("nan")
         out.append(Row(feed, consumer, figures["frames_s"], figures["cpu"], figures["rss"],
                        figures["lag_p50"], figures["lag_p99"], figures["stall_ms"], figures["feed_cpu"],
-                       figures["writes_s"], figures["redis_cpu"]))
+                       figures["writes_s"], figures["redis_cpu"], figures["age_p99"]))
     return out
+
+
+def _flush_comparison(rows: Sequence[Row], every: Sequence[Row], feed: str, consumer: str) -> str:
+    """One feed's line for an ``ingest@<s>s`` consumer: its µs/frame over the default ingest's,
+    hashes written per frame, lag and age, side by side."""
+    by = {r.consumer: r for r in rows if r.feed == feed}
+    other, default = by.get(consumer), by.get("ingest")
+    if other is None or default is None:
+        return f"{feed}: no ingest row to compare with"
+
+    def per_frame(r: Row) -> float:
+        return r.writes_s / r.frames_s if r.frames_s > 0 else float("nan")
+
+    text = (f"{feed}: µs/frame {_spread(ratios(every, feed, consumer, 'ingest'), 2)}, "
+            f"hashes written per frame {per_frame(other):.2f} vs {per_frame(default):.2f}")
+    if feed != "burst":
+        text += (f", lag p99 {other.lag_p99:.0f} vs {default.lag_p99:.0f} ms, "
+                 f"age p99 {other.age_p99:.0f} vs {default.age_p99:.0f} ms")
+    return text
 
 
 def report(rows: Sequence[Row], *, symbols: int, seconds: float, burst_symbols: int) -> str:
@@ -659,19 +711,21 @@ def report(rows: Sequence[Row], *, symbols: int, seconds: float, burst_symbols: 
         p()
     every = rows
     rows = medians(rows)
-    p("| feed | consumer | frames/s | CPU | µs/frame | RSS MiB | lag p50 ms | lag p99 ms | max stall ms |"
-      " feed CPU | writes/s | Redis CPU |")
-    p("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    p("| feed | consumer | frames/s | CPU | µs/frame | RSS MiB | lag p50 ms | lag p99 ms | age p99 ms |"
+      " max stall ms | feed CPU | writes/s | Redis CPU |")
+    p("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         # The firehose renews its frames' ts every 2 s: no exchange-to-Redis lag to speak of.
         lag = "- | -" if r.feed == "burst" else f"{r.lag_p50:.1f} | {r.lag_p99:.1f}"
+        age = "-" if r.feed == "burst" or not math.isfinite(r.age_p99) else f"{r.age_p99:.1f}"
         writes = "-" if r.writes_s != r.writes_s else f"{r.writes_s:,.0f}"  # NaN: not an ingest
         p(f"| {r.feed} | {r.consumer} | {r.frames_s:,.0f} | {r.cpu:.1%} | {r.us_per_frame:.1f} | "
-          f"{r.rss / 2**20:.1f} | {lag} | {r.stall_ms:.1f} | {r.feed_cpu:.0%} | {writes} |"
+          f"{r.rss / 2**20:.1f} | {lag} | {age} | {r.stall_ms:.1f} | {r.feed_cpu:.0%} | {writes} |"
           f" {r.redis_cpu:.1%} |")
     p()
     p("Redis CPU: the Redis server's share of a core over the window; for the ingests it includes the"
-      " lag sampler's polls (200 HGETs in one script every 10 ms, ~4 % of a core).")
+      " lag sampler's polls (200 HGETs in one script every 10 ms, ~4 % of a core). Lag: exchange ts to"
+      " written, for each ticker written; age: now - ts of what Redis holds (what a reader gets).")
     p()
     p("| feed | ingest/floor (µs/frame) | ingest/floor-cb (µs/frame) | naive/ingest (µs/frame) |"
       " release/ingest (µs/frame) | ingest CPU < 20 % |")
@@ -688,6 +742,11 @@ def report(rows: Sequence[Row], *, symbols: int, seconds: float, burst_symbols: 
     if uv:
         p()
         p("uvloop: the ingest's µs/frame on uvloop over the default loop's: " + ", ".join(uv))
+    for consumer in dict.fromkeys(r.consumer for r in rows if flushing_every(r.consumer) is not None):
+        p()
+        p(f"{consumer} (INGEST_FLUSH_INTERVAL={flushing_every(consumer):g}) against ingest (the default): "
+          + "; ".join(_flush_comparison(rows, every, feed, consumer)
+                      for feed in dict.fromkeys(r.feed for r in rows if r.consumer == consumer)))
     burst = {r.consumer: r for r in rows if r.feed == "burst"}
     if "ingest" in burst and "release" in burst:
         p()
@@ -715,6 +774,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--consumers", default=None,
                         help=f"comma list, a subset of {','.join(CONSUMERS)} (default: all that apply)")
     parser.add_argument("--no-uvloop", action="store_true", help="leave the ingest-on-uvloop row out")
+    parser.add_argument("--flush-intervals", default=None,
+                        help="comma list of seconds: also measure the ingest with each as its "
+                             "INGEST_FLUSH_INTERVAL (rows 'ingest@<s>s'), e.g. 0.25")
     parser.add_argument("--uvloop", action="store_true", help="watched-ingest: run on uvloop")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     parser.add_argument("--write-docs", action="store_true",
@@ -754,6 +816,16 @@ def main(argv: list[str] | None = None) -> int:
         if not chosen or set(chosen) - set(CONSUMERS):
             parser.error(f"--consumers: a comma list from {','.join(CONSUMERS)}")
         consumers = [c for c in CONSUMERS if c in chosen]
+    if args.flush_intervals is not None:
+        try:
+            intervals = [float(x) for x in args.flush_intervals.split(",") if x]
+        except ValueError:
+            parser.error(f"--flush-intervals: a comma list of seconds, got {args.flush_intervals!r}")
+        if not intervals or not all(0 < x <= FLUSH_INTERVAL_MAX for x in intervals):
+            parser.error(f"--flush-intervals: seconds in (0, {FLUSH_INTERVAL_MAX:g}]"
+                         " (INGEST_FLUSH_INTERVAL's range)")
+        at = consumers.index("ingest") + 1 if "ingest" in consumers else 0
+        consumers[at:at] = [f"ingest@{x:g}s" for x in intervals]
     workdir = Path(tempfile.mkdtemp(prefix="bench-maxrate-"))
     release = (None if "release" not in consumers
                else release_tree(workdir, args.baseline_rev, args.repo or repo_root()))

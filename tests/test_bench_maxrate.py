@@ -15,9 +15,10 @@ from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from websockets.asyncio.client import connect
 
-from bench.bench_maxrate import Row, report
+from bench.bench_maxrate import Row, main, report
 from tests.fixtures_simulator import SimulatorHandle, ticker_problem
 from tests.servers import python_env, repo_root
 
@@ -100,6 +101,11 @@ def test_quick_bench_reports_every_consumer_ratio_and_verdict(tmp_path: Path) ->
             assert r["redis_cpu"] > 0, r  # both write every symbol: Redis works
         if r["feed"] != "burst":
             assert 0 <= r["lag_p50"] <= r["lag_p99"], r
+        if r["consumer"] == "ingest" and r["feed"] != "burst":
+            # What a reader of Redis gets: every stored ticker is at least a write's lag old.
+            assert r["age_p99"] >= r["lag_p50"] > 0, r
+        elif r["consumer"] != "ingest":
+            assert math.isnan(r["age_p99"]), r  # only the ingests are read back from Redis
     ingest = next(r for r in rows if r["feed"] == "10/s" and r["consumer"] == "ingest")
     assert ingest["frames_s"] > 1000  # 300 symbols x 10/s = 3,000 pushed: the ingest kept most of them
     ratio_line = next(line for line in report.splitlines() if line.startswith("| 10/s |") and "x |" in line)
@@ -131,3 +137,26 @@ def test_one_round_reports_each_ratio_without_a_range() -> None:
                   burst_symbols=2000)
     assert "rounds" not in text
     assert "| 10/s | 2.00x |" in text
+
+
+def test_a_longer_flush_interval_is_reported_beside_the_default_with_writes_lag_and_age() -> None:
+    def ingest(consumer: str, cpu: float, writes: float, lag99: float, age99: float) -> Row:
+        return Row("10/s", consumer, 20_000.0, cpu, 50 * 2**20, 70.0, lag99, 30.0, writes_s=writes,
+                   age_p99=age99)
+
+    rows = [ingest("ingest", 0.30, 15_400.0, 124.0, 222.0),
+            ingest("ingest@0.25s", 0.24, 7_200.0, 139.0, 368.0), _row("floor", 0.17, 0)]
+    text = report(rows, symbols=2000, seconds=10, burst_symbols=2000)
+    assert "| 10/s | ingest@0.25s | 20,000 | 24.0% | 12.0 | 50.0 | 70.0 | 139.0 | 368.0 |" in text
+    assert "| 10/s | floor | 20,000 | 17.0% | 8.5 | 50.0 | 80.0 | 150.0 | - |" in text  # no age: not in Redis
+    assert ("ingest@0.25s (INGEST_FLUSH_INTERVAL=0.25) against ingest (the default): 10/s: µs/frame 0.80x,"
+            " hashes written per frame 0.36 vs 0.77, lag p99 139 vs 124 ms, age p99 368 vs 222 ms") in text
+
+
+def test_flush_intervals_outside_the_ingests_range_are_refused_before_anything_starts(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    for bad in ("0.5", "0", "fast"):
+        with pytest.raises(SystemExit) as exit_:
+            main(["--flush-intervals", bad])
+        assert exit_.value.code == 2
+        assert "--flush-intervals" in capsys.readouterr().err
