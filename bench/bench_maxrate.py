@@ -80,7 +80,6 @@ from websockets.asyncio.client import ClientConnection, connect
 from bench.bench_ingest import SYMBOLS, at_stats_write, stat
 from bench.measure import cpu_seconds, pct, rss_bytes
 from common import keys
-from common.config import FLUSH_INTERVAL_MAX
 from tests.servers import (
     LOOPBACK,
     ManagedProcess,
@@ -817,6 +816,10 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--consumers: a comma list from {','.join(CONSUMERS)}")
         consumers = [c for c in CONSUMERS if c in chosen]
     if args.flush_intervals is not None:
+        # Imported here, not at the top: this module also runs as the release's ``watched-ingest``,
+        # with the release's ``common`` first on the path, which may predate the name.
+        from common.config import FLUSH_INTERVAL_MAX
+
         try:
             intervals = [float(x) for x in args.flush_intervals.split(",") if x]
         except ValueError:

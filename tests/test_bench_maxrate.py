@@ -160,3 +160,22 @@ def test_flush_intervals_outside_the_ingests_range_are_refused_before_anything_s
             main(["--flush-intervals", bad])
         assert exit_.value.code == 2
         assert "--flush-intervals" in capsys.readouterr().err
+
+
+def test_the_bench_module_starts_under_the_release_tree_it_measures_as_release(tmp_path: Path) -> None:
+    """The release's ingest runs as ``python -m bench.bench_maxrate watched-ingest`` with the
+    release's ``ingest`` and ``common`` first on the path: the module must import there, or every
+    ``release`` row fails (a module-level import of a name newer than the release did exactly that)."""
+    from bench.bench_maxrate import BASELINE_REV, ingest_env, release_tree
+
+    known = subprocess.run(["git", "cat-file", "-e", f"{BASELINE_REV}^{{commit}}"], cwd=repo_root(),
+                           capture_output=True, check=False)
+    if known.returncode != 0:
+        pytest.skip(f"this clone lacks the release commit {BASELINE_REV} (shallow clone)")
+    tree = release_tree(tmp_path, BASELINE_REV, repo_root())
+    env = ingest_env("redis://127.0.0.1:1/0", ws_url="ws://127.0.0.1:1", rest_url="http://127.0.0.1:1",
+                     coins=["BTC"], release=tree)
+    done = subprocess.run([sys.executable, "-m", "bench.bench_maxrate", "--help"], cwd=tree, env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "watched-ingest" in done.stdout
