@@ -79,7 +79,7 @@ class Settings:
     circuit_recovery: float = _knob("INGEST_CIRCUIT_RECOVERY", 300.0, "Seed: seconds an open breaker waits before a half-open probe.")
 
     # --- ingest: Redis writes ------------------------------------------------------
-    flush_interval: float = _knob("INGEST_FLUSH_INTERVAL", 0.1, "Seconds between pipelined flushes of coalesced tickers (one write per symbol per flush).")
+    flush_interval: float = _knob("INGEST_FLUSH_INTERVAL", 0.1, "Seconds between pipelined flushes of coalesced tickers (one write per symbol per flush). Longer: fewer writes and less CPU at high push rates, older data in Redis (docs/BENCHMARKS.md, 'Flushing less often'); at most 0.25.")
     stats_interval: float = _knob("INGEST_STATS_INTERVAL", 1.0, "Seconds between writes of stats:global, per-coin stats and the heartbeat.")
     heartbeat_ttl: float = _knob("INGEST_HEARTBEAT_TTL", 15.0, "Seconds the heartbeat key lives; it vanishes this long after the ingest dies.")
     option_ttl: int = _knob("INGEST_OPTION_TTL", 86400, "Seed: TTL (s) of option hashes (24 h).")
@@ -88,7 +88,7 @@ class Settings:
     memory_pressure_ratio: float = _knob("INGEST_MEMORY_PRESSURE_RATIO", 0.7, "Fraction of Redis maxmemory above which the short TTL applies (when maxmemory is set).")
     monotonic_writes: bool = _knob("INGEST_MONOTONIC_WRITES", False, "Write each ticker through a Redis Function that skips it when the stored exchange ts is newer, atomically. Required when two ingest replicas write the same Redis (HA): an older ticker can then never replace a newer one. Costs a Lua call per write (docs/BENCHMARKS.md).")
     ingest_replica: str = _knob("INGEST_REPLICA", keys.DEFAULT_REPLICA, "This ingest's name among the replicas writing one Redis (HA): its heartbeat and counters are kept under it and it is the `replica` label of its metrics. Lower case, digits, - and _, at most 32 characters; give each replica its own. The default suits a single ingest.")
-    ingest_workers: int = _knob("INGEST_WORKERS", 1, "Processes the ingest runs, each streaming its own share of the symbols (a stable hash) into the same Redis; a supervisor restarts a worker that dies. Each reports as replica `<INGEST_REPLICA>-w<N>`. Turn it on when one core is not enough (docs/BENCHMARKS.md, 'More than one core'); at most 8.")
+    ingest_workers: int = _knob("INGEST_WORKERS", 1, "Processes the ingest runs, each streaming its own share of the symbols (a stable hash) into the same Redis; a supervisor restarts a worker that dies. Each reports as replica `<INGEST_REPLICA>-w<N>`. Turn it on when one process nears its CPU budget (at Bybit's maximum rate on ~2,000 options one needs ~27 % of a core, each of two ~16 %: docs/BENCHMARKS.md, 'More than one core'); at most 8.")
     redis_retry_max: float = _knob("INGEST_REDIS_RETRY_MAX", 5.0, "Longest pause (s) between attempts to reach Redis while it is down.")
 
     # --- exporter ------------------------------------------------------------------
