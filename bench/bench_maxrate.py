@@ -430,8 +430,13 @@ def ingest_env(redis_url: str, *, ws_url: str, rest_url: str, coins: Sequence[st
     return env
 
 
+def flush_consumer(seconds: float) -> str:
+    """The name of the ingest measured with ``INGEST_FLUSH_INTERVAL=seconds`` (``--flush-intervals``)."""
+    return f"ingest@{seconds:g}s"
+
+
 def flushing_every(consumer: str) -> float | None:
-    """The flush interval of an ``ingest@<seconds>s`` consumer (``--flush-intervals``), else None."""
+    """The flush interval of a :func:`flush_consumer` name, else None."""
     match = re.fullmatch(r"ingest@([0-9.]+)s", consumer)
     return float(match.group(1)) if match else None
 
@@ -470,7 +475,7 @@ def measure_ingest(workdir: Path, redis_server: RedisServer, *, rest_url: str, w
     r = redis_server.client()
     r.flushall()
     name = ("release" if release is not None else "ingest-uvloop" if uvloop
-            else "ingest" if flush_interval is None else f"ingest@{flush_interval:g}s")
+            else "ingest" if flush_interval is None else flush_consumer(flush_interval))
     # The release runs in its own tree: ``python -m`` puts the working directory before PYTHONPATH,
     # so from this checkout it would import this checkout's ingest (as the runs before 2026-12-02 did).
     if release is not None:
@@ -828,7 +833,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--flush-intervals: seconds in (0, {FLUSH_INTERVAL_MAX:g}]"
                          " (INGEST_FLUSH_INTERVAL's range)")
         at = consumers.index("ingest") + 1 if "ingest" in consumers else 0
-        consumers[at:at] = [f"ingest@{x:g}s" for x in intervals]
+        consumers[at:at] = [flush_consumer(x) for x in intervals]
     workdir = Path(tempfile.mkdtemp(prefix="bench-maxrate-"))
     release = (None if "release" not in consumers
                else release_tree(workdir, args.baseline_rev, args.repo or repo_root()))

@@ -79,7 +79,7 @@ class Settings:
     circuit_recovery: float = _knob("INGEST_CIRCUIT_RECOVERY", 300.0, "Seed: seconds an open breaker waits before a half-open probe.")
 
     # --- ingest: Redis writes ------------------------------------------------------
-    flush_interval: float = _knob("INGEST_FLUSH_INTERVAL", 0.1, "Seconds between pipelined flushes of coalesced tickers (one write per symbol per flush). Longer: fewer writes and less CPU at high push rates, older data in Redis (docs/BENCHMARKS.md, 'Flushing less often'); at most 0.25.")
+    flush_interval: float = _knob("INGEST_FLUSH_INTERVAL", 0.1, "Seconds between pipelined flushes of coalesced tickers (one write per symbol per flush). Longer: fewer writes and less CPU at high push rates, older data in Redis (docs/BENCHMARKS.md, 'Flushing less often'); at most " f"{FLUSH_INTERVAL_MAX:g}.")
     stats_interval: float = _knob("INGEST_STATS_INTERVAL", 1.0, "Seconds between writes of stats:global, per-coin stats and the heartbeat.")
     heartbeat_ttl: float = _knob("INGEST_HEARTBEAT_TTL", 15.0, "Seconds the heartbeat key lives; it vanishes this long after the ingest dies.")
     option_ttl: int = _knob("INGEST_OPTION_TTL", 86400, "Seed: TTL (s) of option hashes (24 h).")
