@@ -177,6 +177,7 @@ def test_thresholds_mirror_the_alert_tiers() -> None:
         "orange": level("ApiErrorRateHigh"), "red": level("ApiAllRequestsFailing")}
     assert _steps(by_title["API response time"])["orange"] == level("ApiLatencyHigh")
     assert _steps(by_title["Resident memory"])["orange"] == level("IngestMemoryHigh")
+    assert _steps(by_title["CPU"]) == {"blue": 0.2, "orange": level("IngestCpuHigh")}
     # The seed's numbers, so a change to the source is a deliberate one.
     assert _steps(by_title["Redis memory (of capacity)"]) == {"blue": 0.5, "orange": 0.7, "red": 0.9}
 

@@ -66,8 +66,9 @@ def overview() -> dm.Dashboard:
             shared.errors(),
             shared.staleness(),
             graph("Ingest CPU", q(shared.INGEST_CPU, "{{replica}}"),
-                  alert=levels(warning=tiers.PROCESS_CPU_TARGET_RATIO)).unit(Unit.RATIO).span(8).min(0)
-            .description("CPU seconds per second of each ingest replica. Target < 20 % of a core."),
+                  alert=levels(shared.INGEST_CPU_LEVELS)).unit(Unit.RATIO).span(8).min(0)
+            .description("CPU seconds per second of each ingest process (replica or INGEST_WORKERS worker). "
+                         "Target < 20 % of a core; IngestCpuHigh (warning) above 80 %."),
             graph("Ingest memory", q(shared.INGEST_RSS, "{{replica}}"),
                   alert=levels(shared.INGEST_MEMORY)).unit(Unit.BYTES).span(8).min(0)
             .description("Resident memory of each ingest replica. Target < 100 MB."),
@@ -150,7 +151,9 @@ def ingest() -> dm.Dashboard:
             .unit(Unit.PER_SECOND).span(12).min(0)),
         row("Process",
             graph("CPU", q(shared.INGEST_CPU, "{{replica}}"),
-                  alert=levels(warning=tiers.PROCESS_CPU_TARGET_RATIO)).unit(Unit.RATIO).span(8).min(0),
+                  alert=levels(shared.INGEST_CPU_LEVELS)).unit(Unit.RATIO).span(8).min(0)
+            .description("CPU seconds per second of each ingest process: one process uses at most one "
+                         "core. Target < 20 %; IngestCpuHigh (warning) above 80 %: set INGEST_WORKERS."),
             graph("Resident memory", q(shared.INGEST_RSS, "{{replica}}"),
                   alert=levels(shared.INGEST_MEMORY)).unit(Unit.BYTES).span(8).min(0),
             single("Heartbeat age", q(shared.HEARTBEAT_AGE_BY_REPLICA, "{{replica}}")).unit(Unit.SECONDS)
@@ -272,6 +275,6 @@ def slo() -> dm.Dashboard:
                   alert=levels(shared.INGEST_MEMORY)).unit(Unit.BYTES).min(0),
             graph("Ingest CPU vs target",
                   q("sum by (replica) (rate(bybit_ingest_cpu_seconds_total[5m]))", "{{replica}}"),
-                  alert=levels(warning=tiers.PROCESS_CPU_TARGET_RATIO)).unit(Unit.RATIO).min(0)),
+                  alert=levels(shared.INGEST_CPU_LEVELS)).unit(Unit.RATIO).min(0)),
         time_from="now-7d", refresh="1m",
     )

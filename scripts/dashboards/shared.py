@@ -32,6 +32,9 @@ NO_TRAFFIC: Final = "no traffic"
 #: Ingest resident memory: the seed's 100 MB target (info) and the alert's level (warning).
 INGEST_MEMORY: Final = Thresholds(info=tiers.PROCESS_MEMORY_TARGET_BYTES,
                                   warning=tiers.INGEST_MEMORY_BYTES.warning)
+#: Ingest CPU per process: the seed's 20 % target (info) and the alert's level (warning).
+INGEST_CPU_LEVELS: Final = Thresholds(info=tiers.PROCESS_CPU_TARGET_RATIO,
+                                      warning=tiers.INGEST_CPU_RATIO.warning)
 #: The heartbeat key expires this long after the ingest's last write: older is a dead ingest.
 HEARTBEAT_AGE: Final = Thresholds(critical=Settings().heartbeat_ttl)
 #: API p95: the seed's 500 ms target (info) and the alert's level (warning).

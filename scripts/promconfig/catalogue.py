@@ -164,6 +164,19 @@ CATALOGUE: Final[dict[str, tuple[AlertTemplate, ...]]] = {
                 "(warning above [[threshold|bytes]]; the target is 100MiB): a leak or a backlog waiting "
                 "for Redis."),
             value="bytes"),
+        # One asyncio process uses at most one core: near it, frames wait in the socket buffers and
+        # the lag grows (the seed's "100 % CPU" symptom). Per process: INGEST_WORKERS' workers are
+        # replicas of their own (<INGEST_REPLICA>-w<i>), and more workers is the remedy.
+        AlertTemplate(
+            name="IngestCpuHigh", severity="warning", condition="ingest",
+            expr="max by (job, replica) (rate(bybit_ingest_cpu_seconds_total[5m])) > [[threshold]]",
+            summary="Ingest process above [[threshold|percent]] of a core",
+            description=(
+                "Ingest replica {{ $labels.replica }} uses {{ $value | humanizePercentage }} of a core "
+                "(warning above [[threshold|percent]]; the target is 20%). One process cannot use more "
+                "than one core: near it, frames wait and the exchange lag grows. Spread the symbols "
+                "over more processes with INGEST_WORKERS."),
+            value="percent"),
         # HA: one of several ingest replicas stopped while another still writes. The data stays fresh
         # (no critical), but the next failure stops it. A replica is listed for a day after its last
         # heartbeat (common/keys.py); when none is left writing, IngestDown (critical) takes over.

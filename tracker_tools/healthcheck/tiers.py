@@ -93,6 +93,8 @@ API_ERROR_RATIO: Final = Thresholds(warning=alert_threshold("ApiErrorRateHigh"),
                                     critical=alert_threshold("ApiAllRequestsFailing"))
 #: Resident memory of the ingest: WARNING above twice the seed's 100 MB target.
 INGEST_MEMORY_BYTES: Final = Thresholds(warning=alert_threshold("IngestMemoryHigh"))
+#: CPU share of one core of one ingest process: WARNING near the one core it can use.
+INGEST_CPU_RATIO: Final = Thresholds(warning=alert_threshold("IngestCpuHigh"))
 
 #: Success metrics of the seed (SLO objectives), drawn as targets on dashboards.
 FRESHNESS_TARGET_SECONDS: Final = float(_SLO["data_freshness_seconds"])
