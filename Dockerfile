@@ -12,9 +12,14 @@ ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm
 # --- build: turn the project and its dependencies into wheels ---------------------------------------
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+# A C compiler for the ingest's scanner (ingest/_scan.c, setup.py), in this stage only: the runtime
+# gets the built wheel. The slim image has Python's headers but no compiler.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Dependencies change less often than code: a layer of their wheels first keeps rebuilds fast.
-COPY pyproject.toml README.md LICENSE ./
+COPY pyproject.toml setup.py README.md LICENSE ./
 COPY common ./common
 COPY ingest ./ingest
 COPY exporter ./exporter
@@ -34,8 +39,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 # --no-index: the runtime stage installs exactly the wheels built above, never from the network.
+# The import fails the build if the wheel came without the C scanner (setup.py's extension is
+# optional so that a machine without a compiler can still install the project).
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     pip install --no-index --find-links=/wheels bybit-options-tracker \
+ && python -c "import ingest._scan" \
  && groupadd --system --gid 10001 tracker \
  && useradd --system --uid 10001 --gid tracker --no-create-home --shell /usr/sbin/nologin tracker
 WORKDIR /app

@@ -24,6 +24,7 @@ import aiohttp
 
 from common.config import Settings, worker_replica
 from common.redisconn import sentinel_target
+from ingest.canonical import NATIVE_MISSING, scanner_in_use
 from ingest.coalescer import Coalescer
 from ingest.discovery import Discovery, InstrumentsClient
 from ingest.lag import LagHistogram
@@ -118,7 +119,11 @@ async def main(settings: Settings, *, stop: asyncio.Event | None = None,
     log.info("starting", extra={"coins": list(settings.coins), "replica": settings.ingest_replica,
                                 "worker": f"{share.index + 1}/{share.count}" if share else "1/1",
                                 "ws_url": settings.ws_url,
-                                "rest_url": settings.rest_url})
+                                "rest_url": settings.rest_url,
+                                "scanner": scanner_in_use(settings.native_scan)})
+    if settings.native_scan and NATIVE_MISSING is not None:
+        log.warning("native scanner not built: the pure-Python fast path runs (same results, more CPU)",
+                    extra={"reason": NATIVE_MISSING})
     try:
         async with aiohttp.ClientSession() as session:
             client = InstrumentsClient(session, base_url=settings.rest_url, limiter=limiter,

@@ -9,9 +9,9 @@ the next one, so a connection that keeps dying backs off instead of spinning.
 
 While a socket lives, two tasks share it:
 
-- the reader validates every message, a frame of Bybit's own shape by one pattern match
-  (:mod:`ingest.canonical`), any other by :func:`ingest.frames.decode`, and hands tickers to
-  the sink; answers and pongs update the connection's state; bad frames are counted by
+- the reader validates every message, a frame of Bybit's own shape in one pass (the C scanner,
+  or one pattern match: :mod:`ingest.canonical`), any other by :func:`ingest.frames.decode`,
+  and hands tickers to the sink; answers and pongs update the connection's state; bad frames are counted by
   type and logged through a throttle. Complete (unfragmented) data frames do not wait for
   the reader task: :class:`~ingest.wsread.TickerConnection` reads them straight from each
   socket read in websockets' ``data_received`` and hands each one over at once, so a busy stream
@@ -47,7 +47,7 @@ from common import errors
 from common.config import Settings
 from common.logs import LogThrottle
 from ingest import frames
-from ingest.canonical import CANONICAL
+from ingest.canonical import CANONICAL, native_scan
 from ingest.frames import Ticker
 from ingest.reconnect import ReconnectPolicy
 from ingest.sink import TickerSink
@@ -249,14 +249,28 @@ class Connection:
     def _message_handler(self) -> Callable[[bytes | str], None]:
         """The per-message work, as one closure over everything it needs (called per frame).
 
-        A frame of Bybit's own shape (:data:`ingest.canonical.CANONICAL`) of a symbol this
-        connection owns, with a sane ``ts``, goes to the sink as bytes; every other frame (and
+        A frame of Bybit's own shape (:mod:`ingest.canonical`) of a symbol this connection owns,
+        with a sane ``ts``, goes to the sink: rendered by the C scanner where it is built and
+        ``INGEST_NATIVE_SCAN`` is on, else as the ``data`` object's bytes; every other frame (and
         any that fails one of those checks) is decided by :func:`ingest.frames.decode`.
         """
         decode, accept, wall, clock = frames.decode, self.sink.accept, self._wall, self._clock
         accept_canonical, canonical = self.sink.accept_canonical, CANONICAL.fullmatch
+        accept_rendered = self.sink.accept_rendered
         owned, coin_of, other = self.subs.wanted, self.coin_of, self._other
         max_age, max_lead = frames.MAX_TS_AGE_MS, frames.MAX_TS_LEAD_MS
+        scan = native_scan() if self.settings.native_scan else None
+
+        def exact(raw: bytes | str, now_ms: int) -> None:
+            frame = decode(raw, owned=owned, now_ms=now_ms)
+            if type(frame) is Ticker:
+                coin = coin_of.get(frame.symbol)
+                if coin is not None:
+                    self._last_data = clock()
+                    self._delivered = True
+                    accept(frame, coin, now_ms)
+            else:
+                other(frame)
 
         def on_message(raw: bytes | str) -> None:
             now_ms = int(wall() * 1000)
@@ -271,17 +285,25 @@ class Connection:
                     self._delivered = True
                     accept_canonical(symbol, coin, ts, now_ms, data)
                     return
-            frame = decode(raw, owned=owned, now_ms=now_ms)
-            if type(frame) is Ticker:
-                coin = coin_of.get(frame.symbol)
-                if coin is not None:
+            exact(raw, now_ms)
+
+        if scan is None:
+            return on_message
+
+        def on_message_native(raw: bytes | str) -> None:
+            now_ms = int(wall() * 1000)
+            hit = scan(raw, now_ms)
+            if hit is not None:
+                symbol, ts, command = hit
+                coin = coin_of.get(symbol)
+                if coin is not None and symbol in owned and now_ms - max_age <= ts <= now_ms + max_lead:
                     self._last_data = clock()
                     self._delivered = True
-                    accept(frame, coin, now_ms)
-            else:
-                other(frame)
+                    accept_rendered(symbol, coin, ts, now_ms, command)
+                    return
+            exact(raw, now_ms)
 
-        return on_message
+        return on_message_native
 
     def _other(self, frame: frames.Frame) -> None:
         if isinstance(frame, frames.Pong):

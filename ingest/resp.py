@@ -75,12 +75,15 @@ def hset_ticker(key: str, data: Mapping[str, str], ts: int, recv_ms: int) -> byt
 
 
 _BULK_LENGTHS: Final[list[bytes]] = [line.encode() for line in _LENGTHS]
+#: Each ticker field's header, led by the CRLF that ends the bulk before it (also ingest/_scan.c's).
+FIELD_HEADERS: Final[tuple[bytes, ...]] = tuple(header.encode() for header in _FIELD_HEADERS_CRLF.values())
 #: One slot per (header, ``$len`` line, value) of the 25 fields, headers filled in.
 _CANONICAL_SLOTS: Final[list[bytes]] = [b""] * (3 * len(TICKER_FIELDS))
-_CANONICAL_SLOTS[0::3] = [header.encode() for header in _FIELD_HEADERS_CRLF.values()]
-_CANONICAL_HEAD: Final = b"*%d\r\n" % (2 + 2 * len(TICKER_FIELDS) + 4) + _HSET
-_TS_CRLF: Final = b"\r\n" + _TS
-_RECV_TS_CRLF: Final = b"\r\n" + _RECV_TS
+_CANONICAL_SLOTS[0::3] = FIELD_HEADERS
+#: The fixed parts of a canonical ticker's ``HSET``: its head, and the ``ts``/``recv_ts`` headers.
+CANONICAL_HEAD: Final = b"*%d\r\n" % (2 + 2 * len(TICKER_FIELDS) + 4) + _HSET
+TS_HEADER: Final = b"\r\n" + _TS
+RECV_TS_HEADER: Final = b"\r\n" + _RECV_TS
 
 
 def hset_canonical(key: bytes, data: bytes, ts: int, recv_ms: int) -> bytes:
@@ -101,8 +104,8 @@ def hset_canonical(key: bytes, data: bytes, ts: int, recv_ms: int) -> bytes:
     slots[1::3] = [lengths[len(v)] for v in values]
     slots[2::3] = values
     t, r = b"%d" % ts, b"%d" % recv_ms
-    slots.append(b"%s$%d\r\n%s%s$%d\r\n%s\r\n" % (_TS_CRLF, len(t), t, _RECV_TS_CRLF, len(r), r))
-    return b"%s$%d\r\n%s%s" % (_CANONICAL_HEAD, len(key), key, b"".join(slots))
+    slots.append(b"%s$%d\r\n%s%s$%d\r\n%s\r\n" % (TS_HEADER, len(t), t, RECV_TS_HEADER, len(r), r))
+    return b"%s$%d\r\n%s%s" % (CANONICAL_HEAD, len(key), key, b"".join(slots))
 
 
 def _hset_bytes(key: str, data: Mapping[str, str], ts: int, recv_ms: int) -> bytes:

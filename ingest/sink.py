@@ -59,3 +59,12 @@ class TickerSink:
         counters.messages_by_coin[coin] += 1
         self.lag.observe((recv_ms - ts) / 1000.0)
         self.coalescer.put_ticker(symbol, coin, ts, recv_ms, data)
+
+    def accept_rendered(self, symbol: str, coin: str, ts: int, recv_ms: int, command: bytes) -> None:
+        """A frame of Bybit's own shape that the C scanner (:func:`ingest.canonical.native_scan`)
+        matched and rendered: ``command`` is its ``HSET``, byte for byte what a flush would render."""
+        counters = self.counters
+        counters.messages += 1
+        counters.messages_by_coin[coin] += 1
+        self.lag.observe((recv_ms - ts) / 1000.0)
+        self.coalescer.put(symbol, coin, ts, recv_ms, command)

@@ -140,7 +140,22 @@ def test_no_secret_or_credential_is_baked_into_the_image() -> None:
 def test_every_file_the_package_build_reads_is_copied_into_the_build() -> None:
     # pip fails the image build when the readme or a license file named in pyproject is missing.
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    needed = {project["readme"], *project.get("license-files", [])}
+    needed = {project["readme"], *project.get("license-files", []), "setup.py"}
     copies = [i for i in _instructions() if i.stage == 0 and i.keyword == "COPY" and "--from" not in i.args]
     copied = {source for i in copies for source in i.args.split()[:-1]}
     assert needed <= copied, needed - copied
+
+
+def test_the_image_builds_the_ingests_c_scanner_and_fails_without_it() -> None:
+    """setup.py's extension is optional (a machine without a compiler installs the pure path), so
+    the image must bring its own compiler to the build stage and refuse a wheel without it."""
+    build = [i for i in _instructions() if i.stage == 0]
+    install = next(n for n, i in enumerate(build) if i.keyword == "RUN" and "gcc" in i.args)
+    wheel = next(n for n, i in enumerate(build) if i.keyword == "RUN" and "pip wheel" in i.args)
+    assert install < wheel
+    assert "libc6-dev" in build[install].args
+    runtime = [i for i in _final_stage() if i.keyword == "RUN"]
+    assert any('python -c "import ingest._scan"' in i.args for i in runtime)
+    assert not any("gcc" in i.args for i in runtime)  # no compiler in the image that runs
+    ignored = (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
+    assert "**/*.so" in ignored  # a host's build never reaches the image
