@@ -64,9 +64,9 @@ def test_the_command_prints_the_table_and_exits_0() -> None:
     assert "Verdict: **pass**" in done.stdout
 
 
-def _target() -> InProcessTarget:
+def _target(*, native: bool = True) -> InProcessTarget:
     u = universe()
-    return InProcessTarget(u, coin_of={s: s.split("-", 1)[0] for s in u.owned})
+    return InProcessTarget(u, coin_of={s: s.split("-", 1)[0] for s in u.owned}, native=native)
 
 
 def test_an_exception_escaping_the_decoder_is_counted_as_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -122,14 +122,25 @@ def test_a_connection_that_stores_what_decode_rejects_is_reported() -> None:
     assert any("did other than decode decided" in line for line in failures_of(target))
 
 
-def test_a_fast_path_that_stores_other_bytes_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("native", [True, False], ids=["C scanner", "pure path"])
+def test_a_fast_path_that_stores_other_bytes_is_reported(monkeypatch: pytest.MonkeyPatch,
+                                                        native: bool) -> None:
+    from ingest.canonical import Scan, native_scan
     from ingest.resp import hset_canonical as real
 
     def lossy(key: bytes, data: bytes, ts: int, recv_ms: int) -> bytes:
         return real(key, data, ts, recv_ms + 1)  # a recv_ts off by a millisecond
 
-    monkeypatch.setattr("ingest.coalescer.hset_canonical", lossy)  # what Entry.command renders with
-    target = _target()
+    def lossy_scanner() -> Scan:
+        scan = native_scan()
+        assert scan is not None
+        return lambda raw, recv_ms: scan(raw, recv_ms + 1)
+
+    if native:  # what the connection's fast path renders with
+        monkeypatch.setattr("ingest.connection.native_scan", lossy_scanner)
+    else:
+        monkeypatch.setattr("ingest.coalescer.hset_canonical", lossy)
+    target = _target(native=native)
     drive(cases(target.universe), target, examples=200, seconds=30, seed=6)
     assert target.tally.canonical_mismatches == target.tally.canonical > 0
     assert target.tally.resp_mismatches == 0 or target.tally.resp_mismatches == target.tally.canonical
@@ -185,3 +196,22 @@ def test_monitor_flags_writes_patterns_and_keys_outside_the_layout() -> None:
     assert result.writes == {"HSET": 1}
     assert result.patterns == {"KEYS": 1}
     assert result.foreign_keys == ["HGETALL 'option:*'", "SMEMBERS 'options:XRP'"]
+
+
+def test_a_c_scanner_that_judges_otherwise_than_the_pure_path_is_reported() -> None:
+    target = _target()
+    real = target.scan
+    assert real is not None, "scripts/setup.sh builds the C scanner"
+    target.scan = lambda raw, recv_ms: None if b"ETH" in raw else real(raw, recv_ms)  # refuses ETH
+    drive(cases(target.universe), target, examples=200, seconds=30, seed=6)
+    assert 0 < target.tally.scanner_mismatches < target.tally.scanner_checked == target.tally.inputs
+    assert any("otherwise than the pure fast path" in line for line in failures_of(target))
+
+
+def test_the_drill_runs_the_c_scanner_and_checks_it_on_every_input() -> None:
+    target = _target()
+    drive(cases(target.universe), target, examples=100, seconds=30, seed=6)
+    assert target.tally.scanner == "native"
+    assert target.tally.scanner_checked == target.tally.inputs > 0
+    assert target.tally.scanner_mismatches == 0
+    assert failures_of(target) == []

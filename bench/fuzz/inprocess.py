@@ -22,6 +22,9 @@ For each case it checks:
   and answered a pong as a pong; a ticker it stored, whichever path took it, renders the
   ``HSET`` the exact path renders from the decoded ticker, byte for byte (a frame of Bybit's
   shape that the fast path took and that differs counts as a *fast path* mismatch);
+- where the C scanner is built (:func:`ingest.canonical.native_scan`, the connection's fast path
+  unless the target runs with ``native=False``), it decides and renders every input exactly as
+  the pure fast path (:func:`ingest.canonical.pure_scan`) does (*scanner mismatches* otherwise);
 - an accepted ticker's RESP command, read back by hiredis (an independent RESP parser), is
   exactly ``HSET option:<symbol> <field value>... ts <ts> recv_ts <recv>`` with every Bybit
   field once (those the ticker lacked empty, so no older value survives in the hash).
@@ -45,6 +48,7 @@ from common import errors, keys
 from common.config import load_settings
 from common.symbols import is_valid_symbol
 from ingest import frames, resp
+from ingest.canonical import Scan, native_scan, pure_scan, scanner_in_use
 from ingest.coalescer import Coalescer
 from ingest.connection import Connection
 from ingest.frames import REQUIRED_FIELDS, CommandAnswer, Pong, Rejected, Ticker
@@ -70,6 +74,9 @@ class FrameTally:
     resp_mismatches: int = 0
     canonical: int = 0  # frames the connection's fast path (Bybit's own shape) stored
     canonical_mismatches: int = 0  # ...whose HSET differs from the one decode's ticker renders
+    scanner: str = ""  # which fast path the connection ran (ingest.canonical.scanner_in_use)
+    scanner_checked: int = 0  # inputs the C scanner and the pure fast path both judged
+    scanner_mismatches: int = 0  # ...with another verdict or other bytes
     connection_mismatches: Counter[str] = field(default_factory=Counter)  # what -> count
     answers_replayed: int = 0
     examples: list[str] = field(default_factory=list)
@@ -124,14 +131,17 @@ class Effects:
 class InProcessTarget:
     """Feeds cases to the ingest's per-frame handler and tallies what happened."""
 
-    def __init__(self, universe: Universe, *, coin_of: dict[str, str]) -> None:
+    def __init__(self, universe: Universe, *, coin_of: dict[str, str], native: bool = True) -> None:
         self.universe = universe
         self.owned = frozenset(universe.owned)
         self.tally = FrameTally()
         self.counters = Counters(coins=tuple(sorted(set(coin_of.values()))))
         self.coalescer = Coalescer()
         self.sink = TickerSink(coalescer=self.coalescer, counters=self.counters, lag=LagHistogram())
-        settings = load_settings(env={})
+        settings = load_settings(env={} if native else {"INGEST_NATIVE_SCAN": "0"})
+        self.tally.scanner = scanner_in_use(settings.native_scan)
+        #: The C scanner, checked against the pure fast path on every input (None: not built).
+        self.scan: Scan | None = native_scan()
         self._now_ms = 0
         # A real connection object, never connected: its per-message handler is what runs.
         self.connection = Connection(0, settings=settings, sink=self.sink, counters=self.counters,
@@ -176,6 +186,8 @@ class InProcessTarget:
 
     def _check(self, case: Case) -> None:
         now_ms = self._now_ms = int(time.time() * 1000)
+        if self.scan is not None:
+            self._check_scanner(case.raw, now_ms)
         frame = frames.decode(case.raw, owned=self.owned, now_ms=now_ms)  # the reference
         effects = self._run_handler(case.raw)
         tally = self.tally
@@ -211,6 +223,15 @@ class InProcessTarget:
             if effects.errors != Counter({errors.UNKNOWN_MESSAGE: 1}):
                 self._connection_mismatch("answer miscounted", case, f"errors {dict(effects.errors)}")
             self._replay_answer(frame)
+
+    def _check_scanner(self, raw: bytes, now_ms: int) -> None:
+        assert self.scan is not None
+        self.tally.scanner_checked += 1
+        got, want = self.scan(raw, now_ms), pure_scan(raw, now_ms)
+        if got != want:
+            self.tally.scanner_mismatches += 1
+            self.tally.keep(f"C scanner {'matched' if got else 'refused'} what the pure path "
+                            f"{'matched' if want else 'refused'}, or rendered other bytes: {raw[:200]!r}")
 
     def _accepted(self, case: Case, ticker: Ticker, effects: Effects, now_ms: int) -> None:
         if not case.accepted:

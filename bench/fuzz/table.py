@@ -44,6 +44,11 @@ def failures(f: Findings) -> list[str]:
                        f"{dict(t.connection_mismatches)}")
         if t.canonical == 0:
             out.append("in-process: the connection's fast path stored no case (it went unchecked)")
+        if t.scanner_mismatches:
+            out.append(f"in-process: the C scanner judged or rendered {t.scanner_mismatches} inputs "
+                       "otherwise than the pure fast path")
+        if t.scanner_checked == 0:
+            out.append("in-process: the C scanner is not built (scripts/setup.sh): only the pure path ran")
     if f.wire is not None:
         w = f.wire
         if w.corrupted:
@@ -87,8 +92,10 @@ def summary(f: Findings) -> str:
         wrong = sum(t.mismatches.values()) + len(t.unlisted) + sum(t.connection_mismatches.values())
         rows.append(f"| frames in-process (the connection's handler, sink, RESP, answers) | {_n(t.inputs)} | "
                     f"{sum(t.crashes.values())} | {wrong} | "
-                    f"{t.resp_mismatches} RESP, {t.canonical_mismatches} fast path | "
-                    f"{t.answers_replayed:,} answers replayed, {t.canonical:,} by the fast path | "
+                    f"{t.resp_mismatches} RESP, {t.canonical_mismatches} fast path, "
+                    f"{t.scanner_mismatches} C scanner | "
+                    f"{t.answers_replayed:,} answers replayed, {t.canonical:,} by the fast path "
+                    f"({t.scanner}), {t.scanner_checked:,} scanned by C and Python alike | "
                     f"{t.seconds:.1f} |")
     if f.wire is not None:
         w = f.wire
