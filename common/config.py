@@ -90,6 +90,7 @@ class Settings:
     ingest_replica: str = _knob("INGEST_REPLICA", keys.DEFAULT_REPLICA, "This ingest's name among the replicas writing one Redis (HA): its heartbeat and counters are kept under it and it is the `replica` label of its metrics. Lower case, digits, - and _, at most 32 characters; give each replica its own. The default suits a single ingest.")
     ingest_workers: int = _knob("INGEST_WORKERS", 1, "Processes the ingest runs, each streaming its own share of the symbols (a stable hash) into the same Redis; a supervisor restarts a worker that dies. Each reports as replica `<INGEST_REPLICA>-w<N>`. Turn it on when one process nears its CPU budget (at Bybit's maximum rate on ~2,000 options one needs ~27 % of a core, each of two ~16 %: docs/BENCHMARKS.md, 'More than one core'); at most 8.")
     native_scan: bool = _knob("INGEST_NATIVE_SCAN", True, "Match and render Bybit's own ticker frames with the ingest's C scanner (ingest/_scan.c, built by scripts/setup.sh and the image) instead of the pure-Python path: the same verdicts and bytes for less CPU (docs/BENCHMARKS.md, 'The C scanner'). Off, or not built (the ingest logs which it uses at start): the pure path.")
+    read_hold: float = _knob("INGEST_READ_HOLD", 0.025, "Longest (s) the kernel keeps a connection's received bytes before the ingest reads them (SO_RCVLOWAT), besides a read just before each flush: a batch of frames per wake-up instead of a segment or two, for less CPU at Bybit's maximum push rate (docs/BENCHMARKS.md, 'Holding reads'). What Redis holds, and when, does not change; a frame's recv_ts and exchange lag count from its read, up to this much after its arrival. 0: read as bytes arrive. At most " f"{FLUSH_INTERVAL_MAX:g}.")
     redis_retry_max: float = _knob("INGEST_REDIS_RETRY_MAX", 5.0, "Longest pause (s) between attempts to reach Redis while it is down.")
 
     # --- exporter ------------------------------------------------------------------
@@ -186,15 +187,18 @@ def _validate(s: Settings) -> None:
                 and not isinstance(getattr(s, f.name), bool)]
     for name in positive:
         value = getattr(s, name)
-        if name == "redis_capacity_bytes":
+        if name in ("redis_capacity_bytes", "read_hold"):  # 0: off
             if value < 0:
-                raise ConfigError(f"REDIS_CAPACITY_BYTES must be >= 0, got {value}")
+                env = next(f.metadata["env"] for f in dataclasses.fields(s) if f.name == name)
+                raise ConfigError(f"{env} must be >= 0, got {value}")
             continue
         if value <= 0:
             env = next(f.metadata["env"] for f in dataclasses.fields(s) if f.name == name)
             raise ConfigError(f"{env} ({name}) must be > 0, got {value}")
     if s.flush_interval > FLUSH_INTERVAL_MAX:
         raise ConfigError(f"INGEST_FLUSH_INTERVAL must be <= {FLUSH_INTERVAL_MAX:g} s, got {s.flush_interval}")
+    if s.read_hold > FLUSH_INTERVAL_MAX:
+        raise ConfigError(f"INGEST_READ_HOLD must be <= {FLUSH_INTERVAL_MAX:g} s, got {s.read_hold}")
     if not 0 < s.memory_pressure_ratio <= 1:
         raise ConfigError(f"INGEST_MEMORY_PRESSURE_RATIO must be in (0, 1], got {s.memory_pressure_ratio}")
     if s.option_ttl_pressure > s.option_ttl:

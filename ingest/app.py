@@ -31,6 +31,7 @@ from ingest.lag import LagHistogram
 from ingest.pool import Pool
 from ingest.pressure import MemoryPressure
 from ingest.ratelimit import RestRateLimiter
+from ingest.readhold import ReadHold
 from ingest.reporter import Reporter
 from ingest.sharding import WorkerShare
 from ingest.sink import TickerSink
@@ -99,11 +100,13 @@ async def main(settings: Settings, *, stop: asyncio.Event | None = None,
                               pressure_ttl=settings.option_ttl_pressure)
     redis = make_redis(settings.redis_url, timeout=REDIS_TIMEOUT, sentinel=sentinel_target(settings))
     store = Store(redis, timeout=REDIS_TIMEOUT)
+    read_hold = ReadHold(interval=settings.read_hold, counters=counters)
     writer = Writer(store=store, coalescer=coalescer, counters=counters, pressure=pressure,
                     flush_interval=settings.flush_interval, retry_max=settings.redis_retry_max,
-                    monotonic=settings.monotonic_writes)
+                    monotonic=settings.monotonic_writes, before_flush=read_hold.release)
     sink = TickerSink(coalescer=coalescer, counters=counters, lag=lag)
-    pool = Pool(settings=settings, sink=sink, counters=counters, stop=stop, grace=CLOSE_GRACE, share=share)
+    pool = Pool(settings=settings, sink=sink, counters=counters, stop=stop, grace=CLOSE_GRACE, share=share,
+                read_hold=read_hold)
     reporter = Reporter(store=store, writer=writer, counters=counters, lag=lag, pressure=pressure,
                         connection_state=pool.state, interval=settings.stats_interval,
                         heartbeat_ttl=settings.heartbeat_ttl, replica=settings.ingest_replica,
@@ -137,12 +140,14 @@ async def main(settings: Settings, *, stop: asyncio.Event | None = None,
                 connections = tg.create_task(pool.run(), name="pool")
                 writing = tg.create_task(writer.run(stop), name="writer")
                 reporting = tg.create_task(reporter.run(stop), name="reporter")
+                releasing = tg.create_task(read_hold.run(stop), name="read-hold")
                 await stop.wait()
                 log.info("stopping")
                 discovering.cancel()
                 await connections
                 await writing
                 reporting.cancel()
+                releasing.cancel()
         await _final_writes(writer, reporter)
     finally:
         await redis.aclose()

@@ -49,6 +49,7 @@ from common.logs import LogThrottle
 from ingest import frames
 from ingest.canonical import CANONICAL, native_scan
 from ingest.frames import Ticker
+from ingest.readhold import ReadHold
 from ingest.reconnect import ReconnectPolicy
 from ingest.sink import TickerSink
 from ingest.stats import Counters
@@ -78,8 +79,9 @@ class Connection:
     def __init__(self, index: int, *, settings: Settings, sink: TickerSink, counters: Counters,
                  coin_of: Mapping[str, str], stop: asyncio.Event,
                  clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time) -> None:
+                 wall: Callable[[], float] = time.time, read_hold: ReadHold | None = None) -> None:
         self.index = index
+        self.read_hold = read_hold  # holds this connection's reads between releases (INGEST_READ_HOLD)
         self.name = f"ws{index}"
         self.settings = settings
         self.sink = sink
@@ -184,10 +186,15 @@ class Connection:
     # --- one socket -----------------------------------------------------------------------------
     async def _session(self, ws: ClientConnection) -> None:
         self.has_socket = True
+        hold = self.read_hold if isinstance(ws, TickerConnection) else None
+        if hold is not None:
+            hold.hold(cast(TickerConnection, ws), self.name)
         try:
             await self._serve(ws)
         finally:
             self.has_socket = False
+            if hold is not None:
+                hold.unhold(cast(TickerConnection, ws))
 
     async def _serve(self, ws: ClientConnection) -> None:
         now = self._clock()

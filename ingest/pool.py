@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from common.config import Settings
 from ingest.connection import Connection
+from ingest.readhold import ReadHold
 from ingest.sharding import ShardPlan, WorkerShare
 from ingest.sink import TickerSink
 from ingest.stats import ConnectionState, Counters
@@ -40,8 +41,10 @@ class Pool:
     """Shards symbols over connections and supervises them."""
 
     def __init__(self, *, settings: Settings, sink: TickerSink, counters: Counters,
-                 stop: asyncio.Event, grace: float = 3.0, share: WorkerShare | None = None) -> None:
+                 stop: asyncio.Event, grace: float = 3.0, share: WorkerShare | None = None,
+                 read_hold: ReadHold | None = None) -> None:
         self.settings = settings
+        self.read_hold = read_hold
         #: With INGEST_WORKERS > 1, this process streams only the symbols its share owns.
         self.share = share
         self.sink = sink
@@ -104,7 +107,8 @@ class Pool:
 
     def _new_connection(self) -> None:
         conn = Connection(len(self.connections), settings=self.settings, sink=self.sink,
-                          counters=self.counters, coin_of=self.coin_of, stop=self.stop)
+                          counters=self.counters, coin_of=self.coin_of, stop=self.stop,
+                          read_hold=self.read_hold)
         self.connections.append(conn)
         if self._tg is not None:
             self._tasks.append(self._tg.create_task(conn.run(), name=conn.name))

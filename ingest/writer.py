@@ -49,6 +49,8 @@ log = logging.getLogger("ingest.writer")
 #: large enough to be fast, small enough that one batch never holds Redis for long.
 BATCH_COMMANDS: Final = 4000
 _FIRST_RETRY: Final = 0.1
+#: How long a flush waits after releasing the held reads (one turn of the event loop would do).
+_READ_SETTLE: Final = 0.001
 #: Longest time between two ``EXPIRE`` of one hash (seconds), whatever the TTL.
 RENEWAL_MAX: Final = 60.0
 _DUE: Final = float("-inf")  # the renewal time of a symbol not renewed yet: due now
@@ -64,8 +66,12 @@ class Writer:
 
     def __init__(self, *, store: Store, coalescer: Coalescer, counters: Counters, pressure: MemoryPressure,
                  flush_interval: float, retry_max: float, monotonic: bool = False,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 before_flush: Callable[[], None] | None = None) -> None:
         self.store = store
+        #: Called before each timed flush: :meth:`ingest.readhold.ReadHold.release`, so every frame
+        #: that arrived before the flush is read in time for it.
+        self.before_flush = before_flush
         self.coalescer = coalescer
         self.counters = counters
         self.pressure = pressure
@@ -123,6 +129,11 @@ class Writer:
             except TimeoutError:
                 pass
             if not stop.is_set():
+                if self.before_flush is not None:
+                    self.before_flush()
+                    # The event loop handles ready sockets before due timers: the released reads
+                    # all run before this sleep ends.
+                    await asyncio.sleep(_READ_SETTLE)
                 await self.flush()
 
     async def flush(self) -> bool:

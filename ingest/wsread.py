@@ -20,6 +20,10 @@ of a read is held until the read that completes it (websockets gets it whole, or
 end of the stream, as it was). Handshake, keepalive pings and their timeout, the closing
 handshake, flow control and reconnects are websockets' own, unchanged.
 
+Where :class:`ingest.readhold.ReadHold` holds a connection's reads, :meth:`TickerConnection.hold_reads`
+and :meth:`TickerConnection.release_reads` set the socket's receive threshold (``SO_RCVLOWAT``), and
+the first read after a release raises it again once the kernel queue is empty.
+
 Whether the parser rests at a boundary is read from its generator: suspended in
 ``StreamReader.at_eof`` inside ``Protocol.parse``. If a websockets release changes that,
 :func:`parser_at_boundary` is never true, every frame takes websockets' own path (correct,
@@ -28,8 +32,12 @@ slower), and ``tests/test_ingest_wsread.py`` fails on the pinned version.
 
 from __future__ import annotations
 
+import fcntl
+import socket
+import termios
+from array import array
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 from websockets.asyncio.client import ClientConnection
 from websockets.frames import Frame, Opcode
@@ -41,6 +49,9 @@ _WHOLE: Final = (0x80 | Opcode.TEXT.value, 0x80 | Opcode.BINARY.value)
 #: Second byte at most this: unmasked, the payload length in 7 bits or (126) in the next 2 bytes.
 _LENGTH_16: Final = 126
 _DATA: Final = (Opcode.TEXT, Opcode.BINARY)
+#: ``SO_RCVLOWAT`` while held: as high as it goes (the kernel cuts it to half of tcp_rmem's max).
+_HOLD_BYTES: Final = 2**31 - 1
+_TCP: Final = (socket.AF_INET, socket.AF_INET6)
 _PARSE_CODE: Final = Protocol.parse.__code__
 _AT_EOF_CODE: Final = StreamReader.at_eof.__code__
 
@@ -69,8 +80,41 @@ class TickerConnection(ClientConnection):
     _held = b""  # the start of a plain data frame that the next read completes
     _synced = False  # websockets' parser was seen at a boundary and has not been fed since
     _limit = 0  # the largest payload read here (max_size), set by _resync
+    _hold_socket: Any = None  # the TCP socket whose reads are held (ingest.readhold), else None
+    _released = False  # its threshold is down to one byte until its queue is read empty
+
+    def hold_reads(self) -> bool:
+        """Let the kernel keep this connection's bytes until :meth:`release_reads`; False: not TCP."""
+        transport = self.transport
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is None or sock.family not in _TCP or sock.type != socket.SOCK_STREAM:
+            return False
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, _HOLD_BYTES)
+        self._hold_socket, self._released = sock, False
+        return True
+
+    def release_reads(self) -> None:
+        """Make what the kernel holds readable now (the event loop reads it on its next turn)."""
+        sock = self._hold_socket
+        if sock is None or self._released or sock.fileno() < 0:
+            return
+        self._released = True
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
+
+    def _rehold(self) -> None:
+        """After a released read: hold again once nothing is left queued (else read on)."""
+        sock = self._hold_socket
+        if sock is None or sock.fileno() < 0:
+            return
+        queued = array("i", [0])
+        fcntl.ioctl(sock.fileno(), termios.FIONREAD, queued)
+        if queued[0] == 0:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, _HOLD_BYTES)
+            self._released = False
 
     def data_received(self, data: bytes) -> None:
+        if self._released:
+            self._rehold()
         held = self._held
         if held:  # only ever set while reading here
             data = held + data

@@ -54,6 +54,8 @@ def test_coins_are_upper_cased_deduplicated_and_validated() -> None:
         ({"API_PORT": "70000"}, "API_PORT"),
         ({"INGEST_PING_INTERVAL": "-1"}, "INGEST_PING_INTERVAL"),
         ({"INGEST_FLUSH_INTERVAL": "1"}, "INGEST_FLUSH_INTERVAL"),
+        ({"INGEST_READ_HOLD": "-0.01"}, "INGEST_READ_HOLD must be >= 0"),
+        ({"INGEST_READ_HOLD": "0.5"}, "INGEST_READ_HOLD must be <= 0.25"),
         ({"INGEST_OPTION_TTL_PRESSURE": "999999"}, "INGEST_OPTION_TTL_PRESSURE"),
         ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
         ({"INGEST_MEMORY_PRESSURE_RATIO": "1.5"}, "INGEST_MEMORY_PRESSURE_RATIO"),
@@ -62,6 +64,11 @@ def test_coins_are_upper_cased_deduplicated_and_validated() -> None:
 def test_bad_values_name_the_knob(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_settings(env=env)
+
+
+def test_read_holding_is_on_by_default_and_zero_turns_it_off() -> None:
+    assert load_settings(env={}).read_hold == 0.025
+    assert load_settings(env={"INGEST_READ_HOLD": "0"}).read_hold == 0
 
 
 def test_unknown_yaml_key_and_unreadable_file_are_clear_errors(tmp_path: Path) -> None:
