@@ -25,8 +25,11 @@ by side would mostly measure each other):
 - ``floor-cb``: the floor of the ingest's own read path (frames counted by
   :class:`ingest.wsread.TickerConnection`: plain data frames read by its own loop in
   ``data_received``, every other frame by websockets; no ``recv()``);
-- ``ingest-pure`` (when the C scanner ``ingest._scan`` is built): this checkout's ingest with
-  ``INGEST_NATIVE_SCAN=0``, its pure-Python fast path, so the scanner's gain is a ratio of one run;
+- ``ingest-pure`` (when the C scanner ``ingest._scan`` is built; not in ``--quick``): this
+  checkout's ingest with ``INGEST_NATIVE_SCAN=0``, its pure-Python fast path, so the scanner's
+  gain is a ratio of one run;
+- ``ingest-unheld`` (not in ``--quick``): this checkout's ingest with ``INGEST_READ_HOLD=0``,
+  reading every socket as bytes arrive, so what holding reads saves is a ratio of one run too;
 - ``ingest-uvloop`` (when ``uvloop`` is installed, unless ``--no-uvloop``): the ingest on uvloop's
   event loop, to see whether it would help.
 - ``floor-picows`` (when ``picows`` is installed; not in ``--quick``): the floor on picows' C frame
@@ -104,8 +107,8 @@ LAG_POLL: Final = 0.01
 AGE_EVERY: Final = 5  # the stored tickers' age is sampled every 50 ms (lag: every 10 ms)
 FLOOR_LAG_EVERY: Final = 100
 MAX_TOPICS, MAX_CHARS = 2000, 21000  # Bybit's per-connection limits (the ingest's defaults)
-CONSUMERS: Final = ("ingest", "ingest-pure", "ingest-uvloop", "release", "naive", "floor", "floor-cb",
-                    "floor-picows")
+CONSUMERS: Final = ("ingest", "ingest-pure", "ingest-unheld", "ingest-uvloop", "release", "naive", "floor",
+                    "floor-cb", "floor-picows")
 
 
 # --- the event-loop stall watcher (runs inside each consumer) ---------------------------------------
@@ -423,10 +426,10 @@ def started(argv: list[str], log: Path, env: dict[str, str],
 
 def ingest_env(redis_url: str, *, ws_url: str, rest_url: str, coins: Sequence[str],
                release: Path | None, flush_interval: float | None = None,
-               native: bool = True) -> dict[str, str]:
+               native: bool = True, held: bool = True) -> dict[str, str]:
     """The environment of an ingest under measurement (``release``: its tree first on PYTHONPATH;
     ``flush_interval``: its ``INGEST_FLUSH_INTERVAL``, else the default; ``native=False``:
-    ``INGEST_NATIVE_SCAN=0``)."""
+    ``INGEST_NATIVE_SCAN=0``; ``held=False``: ``INGEST_READ_HOLD=0``)."""
     path = f"{release}{os.pathsep}{repo_root()}" if release is not None else str(repo_root())
     env = python_env(REDIS_URL=redis_url, BYBIT_WS_URL=ws_url, BYBIT_REST_URL=rest_url,
                      BYBIT_COINS=",".join(coins), LOG_FORMAT="json", LOG_LEVEL="WARNING", PYTHONPATH=path)
@@ -434,6 +437,8 @@ def ingest_env(redis_url: str, *, ws_url: str, rest_url: str, coins: Sequence[st
         env["INGEST_FLUSH_INTERVAL"] = f"{flush_interval:g}"
     if not native:
         env["INGEST_NATIVE_SCAN"] = "0"
+    if not held:
+        env["INGEST_READ_HOLD"] = "0"
     return env
 
 
@@ -471,18 +476,19 @@ def release_tree(workdir: Path, rev: str, repo: Path) -> Path:
 def measure_ingest(workdir: Path, redis_server: RedisServer, *, rest_url: str, ws_url: str,
                    coins: Sequence[str], symbols: Sequence[str], warmup: float, seconds: float,
                    release: Path | None = None, uvloop: bool = False,
-                   flush_interval: float | None = None, native: bool = True) -> dict[str, float]:
+                   flush_interval: float | None = None, native: bool = True,
+                   held: bool = True) -> dict[str, float]:
     """The ingest (this checkout's, or ``release``'s) against the feed, measured from outside."""
     stall_file = workdir / f"stalls-{time.monotonic_ns()}.txt"
     env = ingest_env(redis_server.url, ws_url=ws_url, rest_url=rest_url, coins=coins, release=release,
-                     flush_interval=flush_interval, native=native)
+                     flush_interval=flush_interval, native=native, held=held)
     argv = [sys.executable, "-m", "bench.bench_maxrate", "watched-ingest", "--stall-file", str(stall_file)]
     if uvloop:
         argv.append("--uvloop")
     r = redis_server.client()
     r.flushall()
     name = ("release" if release is not None else "ingest-uvloop" if uvloop
-            else "ingest-pure" if not native
+            else "ingest-pure" if not native else "ingest-unheld" if not held
             else "ingest" if flush_interval is None else flush_consumer(flush_interval))
     # The release runs in its own tree: ``python -m`` puts the working directory before PYTHONPATH,
     # so from this checkout it would import this checkout's ingest (as the runs before 2026-12-02 did).
@@ -614,15 +620,18 @@ def run_feed(name: str, feed: Feed, workdir: Path, redis_server: RedisServer, co
     return rows
 
 
+_INGESTS: Final = ("ingest", "ingest-pure", "ingest-unheld", "ingest-uvloop", "release")
+
+
 def _measure(consumer: str, feed: Feed, workdir: Path, redis_server: RedisServer, warmup: float,
              seconds: float, release: Path | None) -> dict[str, float]:
     flush_interval = flushing_every(consumer)
-    if consumer in ("ingest", "ingest-pure", "ingest-uvloop", "release") or flush_interval is not None:
+    if consumer in _INGESTS or flush_interval is not None:
         return measure_ingest(workdir, redis_server, rest_url=feed.rest_url, ws_url=feed.ws_url,
                               coins=feed.coins, symbols=feed.symbols, warmup=warmup, seconds=seconds,
                               release=release if consumer == "release" else None,
                               uvloop=consumer == "ingest-uvloop", flush_interval=flush_interval,
-                              native=consumer != "ingest-pure")
+                              native=consumer != "ingest-pure", held=consumer != "ingest-unheld")
     return measure_other(consumer, workdir, redis_server, rest_url=feed.rest_url, ws_url=feed.ws_url,
                          coins=feed.coins, warmup=warmup, seconds=seconds)
 
@@ -750,12 +759,13 @@ def report(rows: Sequence[Row], *, symbols: int, seconds: float, burst_symbols: 
           f" | {_spread(ratios(every, feed, 'ingest', 'floor-cb'), 2)}"
           f" | {_spread(ratios(every, feed, 'naive', 'ingest'), 1)}"
           f" | {_spread(ratios(every, feed, 'release', 'ingest'), 2)} | {verdict} |")
-    pure = [f"{feed} {_spread(ratios(every, feed, 'ingest-pure', 'ingest'), 2)}"
-            for feed in dict.fromkeys(r.feed for r in rows if r.consumer == "ingest-pure")]
-    if pure:
-        p()
-        p("The C scanner: the ingest's µs/frame with INGEST_NATIVE_SCAN=0 (ingest-pure) over the"
-          " default's: " + ", ".join(pure))
+    for other, what in (("ingest-pure", "The C scanner: the ingest's µs/frame with INGEST_NATIVE_SCAN=0"),
+                        ("ingest-unheld", "Held reads: the ingest's µs/frame with INGEST_READ_HOLD=0")):
+        gains = [f"{feed} {_spread(ratios(every, feed, other, 'ingest'), 2)}"
+                 for feed in dict.fromkeys(r.feed for r in rows if r.consumer == other)]
+        if gains:
+            p()
+            p(f"{what} ({other}) over the default's: " + ", ".join(gains))
     uv = [f"{feed} {_spread(ratios(every, feed, 'ingest-uvloop', 'ingest'), 2)}"
           for feed in dict.fromkeys(r.feed for r in rows if r.consumer == "ingest-uvloop")]
     if uv:
@@ -829,7 +839,8 @@ def main(argv: list[str] | None = None) -> int:
     burst_symbols = 300 if quick else SYMBOLS
     consumers = [c for c in CONSUMERS if not (c == "release" and (args.no_release or quick))
                  and not (c == "ingest-uvloop" and (args.no_uvloop or quick or not _has("uvloop")))
-                 and not (c == "ingest-pure" and not _has("ingest._scan"))
+                 and not (c == "ingest-pure" and (quick or not _has("ingest._scan")))
+                 and not (c == "ingest-unheld" and quick)
                  and not (c == "floor-picows" and (quick or not _has("picows")))]
     if args.consumers is not None:
         chosen = [c for c in args.consumers.split(",") if c]
