@@ -200,9 +200,8 @@ def test_monitor_flags_writes_patterns_and_keys_outside_the_layout() -> None:
 
 def test_a_c_scanner_that_judges_otherwise_than_the_pure_path_is_reported() -> None:
     target = _target()
-    real = target.scan
-    assert real is not None, "scripts/setup.sh builds the C scanner"
-    target.scan = lambda raw, recv_ms: None if b"ETH" in raw else real(raw, recv_ms)  # refuses ETH
+    assert target.scan is not None, "scripts/setup.sh builds the C scanner"
+    target.scan = lambda raw, recv_ms: None  # refuses Bybit's own frames too
     drive(cases(target.universe), target, examples=200, seconds=30, seed=6)
     assert 0 < target.tally.scanner_mismatches < target.tally.scanner_checked == target.tally.inputs
     assert any("otherwise than the pure fast path" in line for line in failures_of(target))
