@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import fcntl
 import socket
+import sys
 import termios
 from array import array
 from collections.abc import Callable
@@ -84,7 +85,10 @@ class TickerConnection(ClientConnection):
     _released = False  # its threshold is down to one byte until its queue is read empty
 
     def hold_reads(self) -> bool:
-        """Let the kernel keep this connection's bytes until :meth:`release_reads`; False: not TCP."""
+        """Let the kernel keep this connection's bytes until :meth:`release_reads`; False: not TCP,
+        or not Linux (whose ``setsockopt`` re-checks readiness at once when the threshold drops)."""
+        if sys.platform != "linux":
+            return False
         transport = self.transport
         sock = transport.get_extra_info("socket") if transport is not None else None
         if sock is None or sock.family not in _TCP or sock.type != socket.SOCK_STREAM:
