@@ -72,16 +72,19 @@ def _pattern() -> bytes:
 CANONICAL: Final = re.compile(_pattern())
 
 
-def native_scan() -> Scan | None:
+def native_scan(scanner_type: type[Scanner] | None = None) -> Scan | None:
     """The C scanner's ``scan``, set up with the field names and RESP pieces of this checkout.
 
     None when the extension is not built (:data:`NATIVE_MISSING` says why). Everything it must
     know (fields, required ones, the key prefix, the command's fixed parts) is passed from
     :mod:`ingest.frames`, :mod:`ingest.resp` and :mod:`common.keys`, so the C spells no contract.
+    ``scanner_type``: another build of the same source (tests/test_ingest_scan_asan.py loads one
+    made with AddressSanitizer).
     """
-    if Scanner is None:
+    kind = Scanner if scanner_type is None else scanner_type
+    if kind is None:
         return None
-    scanner = Scanner(
+    scanner = kind(
         head=resp.CANONICAL_HEAD,
         prefix=OPTION_PREFIX.encode(),
         keys=tuple(b',"%s":"' % name.encode() for name in TICKER_FIELDS),
