@@ -91,8 +91,8 @@ class TickerConnection(ClientConnection):
             return False
         transport = self.transport
         sock = transport.get_extra_info("socket") if transport is not None else None
-        if sock is None or sock.family not in _TCP or sock.type != socket.SOCK_STREAM:
-            return False
+        if sock is None or sock.fileno() < 0 or sock.family not in _TCP or sock.type != socket.SOCK_STREAM:
+            return False  # not TCP, or closed before its session began
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, _HOLD_BYTES)
         self._hold_socket, self._released = sock, False
         return True

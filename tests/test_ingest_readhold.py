@@ -144,6 +144,18 @@ def test_a_connection_that_is_not_tcp_is_not_held() -> None:
     hold.release()  # nothing held, nothing to do
 
 
+async def test_a_connection_closed_before_its_session_is_not_held_and_counts_no_error(
+        raw: tuple[RawExchange, str]) -> None:
+    _ex, url = raw
+    ws, _got = await opened(url)
+    await ws.close()
+    counters = Counters(coins=("BTC",))
+    hold = ReadHold(interval=LONG, counters=counters)
+    hold.hold(ws, "ws0")
+    hold.release()
+    assert not counters.errors
+
+
 async def test_a_release_that_fails_is_logged_counted_and_stops_holding(
         raw: tuple[RawExchange, str], caplog: pytest.LogCaptureFixture) -> None:
     _ex, url = raw
