@@ -185,16 +185,15 @@ def _validate(s: Settings) -> None:
     parse_sentinels(s.redis_sentinels)
     positive = [f.name for f in dataclasses.fields(s) if isinstance(getattr(s, f.name), int | float)
                 and not isinstance(getattr(s, f.name), bool)]
+    envs = {f.name: f.metadata["env"] for f in dataclasses.fields(s)}
     for name in positive:
         value = getattr(s, name)
         if name in ("redis_capacity_bytes", "read_hold"):  # 0: off
             if value < 0:
-                env = next(f.metadata["env"] for f in dataclasses.fields(s) if f.name == name)
-                raise ConfigError(f"{env} must be >= 0, got {value}")
+                raise ConfigError(f"{envs[name]} must be >= 0, got {value}")
             continue
         if value <= 0:
-            env = next(f.metadata["env"] for f in dataclasses.fields(s) if f.name == name)
-            raise ConfigError(f"{env} ({name}) must be > 0, got {value}")
+            raise ConfigError(f"{envs[name]} ({name}) must be > 0, got {value}")
     if s.flush_interval > FLUSH_INTERVAL_MAX:
         raise ConfigError(f"INGEST_FLUSH_INTERVAL must be <= {FLUSH_INTERVAL_MAX:g} s, got {s.flush_interval}")
     if s.read_hold > FLUSH_INTERVAL_MAX:
