@@ -9,6 +9,7 @@ twice as much).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -71,12 +72,15 @@ def test_every_push_of_the_simulator_has_bybits_shape() -> None:
         assert CANONICAL.fullmatch(raw) is not None, raw[:200]
 
 
-def unconnected(symbols: list[str]) -> tuple[Callable[[bytes | str], None], Counters, Coalescer]:
-    """A real (never connected) connection's per-frame handler owning ``symbols`` (coin BTC)."""
+def unconnected(symbols: list[str], *, native: bool = True, wall: Callable[[], float] = time.time,
+                ) -> tuple[Callable[[bytes | str], None], Counters, Coalescer]:
+    """A real (never connected) connection's per-frame handler owning ``symbols`` (coin BTC);
+    ``native=False``: with ``INGEST_NATIVE_SCAN=0``; ``wall``: its clock for arrival times."""
     counters, coalescer = Counters(coins=("BTC",)), Coalescer()
     sink = TickerSink(coalescer=coalescer, counters=counters, lag=LagHistogram())
-    conn = Connection(0, settings=conn_settings("ws://127.0.0.1:9/"), sink=sink, counters=counters,
-                      coin_of=dict.fromkeys(symbols, "BTC"), stop=asyncio.Event())
+    settings = dataclasses.replace(conn_settings("ws://127.0.0.1:9/"), native_scan=native)
+    conn = Connection(0, settings=settings, sink=sink, counters=counters,
+                      coin_of=dict.fromkeys(symbols, "BTC"), stop=asyncio.Event(), wall=wall)
     conn.subs.add(symbols)
     return conn._message_handler(), counters, coalescer
 
@@ -104,11 +108,18 @@ def test_no_malformed_kind_of_the_simulator_is_stored_or_left_uncounted_by_the_p
 def check_fast_verdict(raw: bytes) -> bool:
     """When the connection took ``raw`` by the fast path, the exact path accepts it and stores the same.
 
-    Returns whether the fast path took it.
+    Both fast paths are tried, the C scanner's and the pure one (``INGEST_NATIVE_SCAN=0``), and
+    they must take the same frames. Returns whether the fast path took it.
     """
+    taken = {native: _fast_verdict(raw, native=native) for native in (True, False)}
+    assert taken[True] == taken[False], raw
+    return taken[True]
+
+
+def _fast_verdict(raw: bytes, *, native: bool) -> bool:
     match = CANONICAL.fullmatch(raw)
     symbol = match.group(1).decode() if match is not None else LIVE_SYMBOL
-    on_message, counters, coalescer = unconnected([symbol])
+    on_message, counters, coalescer = unconnected([symbol], native=native)
     on_message(raw)
     now_ms = int(time.time() * 1000)
     entry = coalescer.latest.get(symbol)

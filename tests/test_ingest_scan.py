@@ -12,7 +12,6 @@ whole: the verdict, the symbol, the ``ts`` and every byte of the ``HSET``.
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import importlib
 import time
@@ -25,16 +24,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from common.config import load_settings
 from ingest.canonical import NATIVE_MISSING, Scan, native_scan, pure_scan, scanner_in_use
-from ingest.coalescer import Coalescer
-from ingest.connection import Connection
 from ingest.frames import TICKER_FIELDS
-from ingest.lag import LagHistogram
-from ingest.sink import TickerSink
-from ingest.stats import Counters
 from simulator import malformed
-from tests.test_ingest_canonical import DOCS, LIVE, LIVE_SYMBOL, frame_of, restamped
+from tests.test_ingest_canonical import DOCS, LIVE, LIVE_SYMBOL, frame_of, restamped, unconnected
 from tests.test_simulator_model import _market
 
 RECV_MS = 1_764_000_000_123
@@ -243,16 +236,6 @@ def test_a_scanner_built_wrong_says_what_is_wrong() -> None:
 
 # --- the connection runs it, and INGEST_NATIVE_SCAN=0 turns it off -----------------------------------
 
-def handler(native: bool) -> tuple[Coalescer, Counters, Connection]:
-    counters, coalescer = Counters(coins=("BTC",)), Coalescer()
-    sink = TickerSink(coalescer=coalescer, counters=counters, lag=LagHistogram())
-    env = {} if native else {"INGEST_NATIVE_SCAN": "0"}
-    conn = Connection(0, settings=load_settings(env=env), sink=sink, counters=counters,
-                      coin_of={LIVE_SYMBOL: "BTC"}, stop=asyncio.Event())
-    conn.subs.add([LIVE_SYMBOL])
-    return coalescer, counters, conn
-
-
 def test_both_paths_of_the_connection_store_the_same_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[bytes | str] = []
     real = native_scan
@@ -271,9 +254,8 @@ def test_both_paths_of_the_connection_store_the_same_bytes(monkeypatch: pytest.M
     now = time.time()
     commands = []
     for native in (True, False):
-        coalescer, counters, conn = handler(native)
-        conn._wall = lambda: now  # the same arrival time for both
-        conn._message_handler()(raw)
+        on_message, counters, coalescer = unconnected([LIVE_SYMBOL], native=native, wall=lambda: now)
+        on_message(raw)  # the same arrival time for both
         assert counters.messages == 1
         assert counters.exact_tickers == 0
         commands.append(coalescer.latest[LIVE_SYMBOL].command)
