@@ -22,9 +22,9 @@ build it), :func:`native_scan` does the match and the render in one pass over th
 (~0.7 µs a frame in-process, against ~2 µs for the match and ~4 µs a written hash for the render
 here): the same verdict as :data:`CANONICAL` and the same bytes as
 :func:`~ingest.resp.hset_canonical`, which ``tests/test_ingest_scan.py`` checks on captures, byte
-edits and random frames. It renders every frame it matches, superseded or not: at ~0.3 µs that
-costs less than deciding which to skip. Without the C build (a machine without a compiler) the
-pure path here runs, alike but slower; the ingest logs which one it uses.
+edits and random frames. It renders every frame it matches, superseded or not: the render is
+part of the same pass, cheaper than deciding which frames to skip. Without the C build (a machine
+without a compiler) the pure path here runs, alike but slower; the ingest logs which one it uses.
 """
 
 from __future__ import annotations

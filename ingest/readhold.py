@@ -3,7 +3,7 @@
 At Bybit's maximum push rate a connection gets a frame every ~150 µs, a TCP segment or two at a
 time, and the event loop wakes for each: ``epoll_wait``, the transport's ``recv``, a bytes object,
 the frame loop. Once the frames themselves are cheap (the C scanner), those wake-ups are the
-largest part of the ingest's CPU (docs/BENCHMARKS.md, "Holding reads"). The kernel can keep a
+largest part of the ingest's CPU (docs/BENCHMARKS.md, "What changed"). The kernel can keep a
 socket's bytes until enough are queued: with ``SO_RCVLOWAT`` set, epoll reports the socket
 readable only past that many bytes (Linux >= 4.18 also skips the wake-up itself).
 :class:`ReadHold` sets that threshold as high as the kernel allows on each connection and drops it
@@ -49,7 +49,7 @@ class ReadHold:
             return
         try:
             held = ws.hold_reads()
-        except OSError as exc:  # the socket closed under us: its session is ending anyway
+        except OSError as exc:  # setsockopt refused (a closed socket is not held: hold_reads checks)
             self._failed(name, "hold", exc)
             return
         if held:
